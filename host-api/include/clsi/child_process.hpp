@@ -1,0 +1,94 @@
+// A child process in its own process group that cannot outlive its owner.
+//
+// Launching goes through Boost.Process v2; after the launch this class owns
+// the pid (and its pidfd) and the whole process group: destroying a Child
+// that still runs kills the group (SIGKILL) and reaps the leader, so no path
+// leaks a process.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <optional>
+#include <string>
+#include <system_error>
+#include <vector>
+
+#include "clsi/unique_fd.hpp"
+
+namespace clsi {
+
+struct SpawnOptions {
+  std::string executable;            // absolute path; no PATH search
+  std::vector<std::string> args;     // argv[1..]
+  std::vector<std::string> env;      // complete environment, NAME=VALUE
+  std::string cwd;                   // empty: inherit
+  // Where stdout and stderr go. -1: a pipe the caller reads via output_fd().
+  int output_fd = -1;
+  // The child gets SIGKILL when the thread that spawned it exits
+  // (PR_SET_PDEATHSIG). Leave on unless the child is deliberately detached.
+  bool die_with_parent = true;
+};
+
+class Child {
+ public:
+  // Starts the child as the leader of a new process group; stdin is /dev/null.
+  static std::optional<Child> spawn(const SpawnOptions& options, std::error_code& ec);
+
+  Child(Child&&) noexcept;
+  Child& operator=(Child&&) noexcept;
+  Child(const Child&) = delete;
+  Child& operator=(const Child&) = delete;
+  ~Child();
+
+  [[nodiscard]] int pid() const { return pid_; }
+  // Read end of the output pipe (non-blocking, close-on-exec), or -1.
+  [[nodiscard]] int output_fd() const { return output_.get(); }
+  // Becomes readable when the child exits (pidfd), for poll().
+  [[nodiscard]] int exit_fd() const { return pidfd_.get(); }
+
+  // Reaps the leader if it has exited; returns its wait status.
+  std::optional<int> try_wait();
+  // Blocks until the leader exits; returns its wait status.
+  int wait();
+  // Signals the whole group (ignores ESRCH).
+  void signal_group(int sig) const;
+  // TERM to the group; KILL after `grace`; reaps the leader and kills any
+  // straggler of the group. Returns the leader's wait status.
+  int terminate(std::chrono::milliseconds grace);
+
+  // A wait status as a shell would report it: exit code, or 128+signal.
+  static int shell_status(int wait_status);
+
+ private:
+  Child() = default;
+  int pid_ = -1;
+  std::optional<int> status_;
+  UniqueFd pidfd_;
+  UniqueFd output_;
+};
+
+// Runs a child to completion, streaming its combined output line by line to
+// on_line, killing its group at `deadline`. Used for short helper commands.
+struct RunResult {
+  int wait_status = 0;
+  bool timed_out = false;
+  bool spawn_failed = false;
+  std::string spawn_error;
+  [[nodiscard]] bool ok() const { return !spawn_failed && !timed_out && wait_status == 0; }
+};
+
+using Deadline = std::chrono::steady_clock::time_point;
+using LineSink = std::function<void(std::string_view line)>;
+// `poll_hook` runs about every 200 ms while the child runs; returning a
+// non-empty string stops the child (the string is the reason, in RunResult).
+using PollHook = std::function<std::string()>;
+
+struct RunOutcome : RunResult {
+  std::string stopped_because;  // set when poll_hook stopped the child
+};
+
+RunOutcome run_streaming(SpawnOptions options, Deadline deadline, const LineSink& on_line,
+                         const PollHook& poll_hook = {},
+                         std::chrono::milliseconds grace = std::chrono::milliseconds(2000));
+
+}  // namespace clsi

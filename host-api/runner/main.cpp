@@ -1,0 +1,377 @@
+// clsi-runner: the reference host. Loads plugins, runs their pre-compile
+// hooks, runs COMMAND in the compile directory with the environment they
+// injected, logs everything to DIR/output.log, runs the post-compile hooks
+// and exits with the command's status (124 on timeout).
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "clsi/child_process.hpp"
+#include "clsi/plugin_loader.hpp"
+#include "clsi/unique_fd.hpp"
+
+extern char** environ;
+
+namespace {
+
+constexpr int kStatusRunnerError = 125;  // like env(1)/timeout(1): the runner itself failed
+constexpr int kStatusTimedOut = 124;
+constexpr auto kKillGrace = std::chrono::milliseconds(2000);
+
+const char* const kUsage =
+    "usage: clsi-runner --plugin SO [--plugin SO ...] --plugin-config YAML --compile-dir DIR\n"
+    "                   [--project-id ID] [--user-id ID] [--allow-python-install]\n"
+    "                   [--timeout SECONDS] -- COMMAND [ARG ...]\n";
+
+struct Options {
+  std::vector<std::string> plugins;
+  std::string plugin_config;
+  std::string compile_dir;
+  std::string project_id;
+  std::string user_id;
+  bool allow_python_install = false;
+  double timeout_s = -1;
+  std::vector<std::string> command;
+};
+
+bool parse_args(int argc, char** argv, Options& o, std::string& why) {
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto value = [&](std::string& out) {
+      if (i + 1 >= argc) {
+        why = a + " needs a value";
+        return false;
+      }
+      out = argv[++i];
+      return true;
+    };
+    std::string v;
+    if (a == "--") {
+      for (++i; i < argc; ++i) o.command.emplace_back(argv[i]);
+      break;
+    } else if (a == "--plugin") {
+      if (!value(v)) return false;
+      o.plugins.push_back(v);
+    } else if (a == "--plugin-config") {
+      if (!value(o.plugin_config)) return false;
+    } else if (a == "--compile-dir") {
+      if (!value(o.compile_dir)) return false;
+    } else if (a == "--project-id") {
+      if (!value(o.project_id)) return false;
+    } else if (a == "--user-id") {
+      if (!value(o.user_id)) return false;
+    } else if (a == "--allow-python-install") {
+      o.allow_python_install = true;
+    } else if (a == "--timeout") {
+      if (!value(v)) return false;
+      char* end = nullptr;
+      o.timeout_s = std::strtod(v.c_str(), &end);
+      if (end == v.c_str() || *end != '\0' || !(o.timeout_s > 0)) {
+        why = "--timeout takes a positive number of seconds, not '" + v + "'";
+        return false;
+      }
+    } else if (a == "-h" || a == "--help") {
+      std::fputs(kUsage, stdout);
+      std::exit(0);
+    } else {
+      why = "unknown argument '" + a + "'";
+      return false;
+    }
+  }
+  if (o.compile_dir.empty()) why = "--compile-dir is required";
+  else if (o.command.empty()) why = "no COMMAND after --";
+  else if (!o.plugins.empty() && o.plugin_config.empty()) why = "--plugin-config is required with --plugin";
+  return why.empty();
+}
+
+// output.log: appended by plugins (any thread) and written by the command.
+class OutputLog {
+ public:
+  explicit OutputLog(clsi::UniqueFd fd) : fd_(std::move(fd)) {}
+  void append(const char* text, size_t len) {
+    std::lock_guard lock(mu_);
+    while (len > 0) {
+      ssize_t n = ::write(fd_.get(), text, len);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return;
+      text += n;
+      len -= static_cast<size_t>(n);
+    }
+  }
+  void line(const std::string& s) {
+    std::string l = "[clsi-runner] " + s + "\n";
+    append(l.data(), l.size());
+  }
+  [[nodiscard]] int fd() const { return fd_.get(); }
+
+ private:
+  std::mutex mu_;
+  clsi::UniqueFd fd_;
+};
+
+struct PluginSlot;
+
+struct Compile {
+  OutputLog* log = nullptr;
+  std::mutex env_mu;
+  bool env_open = false;  // set_env is legal only during pre-compile
+  std::map<std::string, std::pair<std::string, std::string>> env;  // name -> (value, plugin)
+};
+
+struct PluginSlot {
+  std::string name;
+  clsi_host_callbacks_v1 callbacks{};
+  Compile* compile = nullptr;  // compile_host_ptr points at the slot
+};
+
+void host_log(void* host_ptr, clsi_log_level level, const char* message) {
+  static const char* const kLevels[] = {"debug", "info", "warning", "error"};
+  auto* slot = static_cast<PluginSlot*>(host_ptr);
+  int l = (level >= CLSI_LOG_DEBUG && level <= CLSI_LOG_ERROR) ? level : CLSI_LOG_ERROR;
+  std::fprintf(stderr, "clsi-runner: %s: %s: %s\n", slot->name.c_str(), kLevels[l],
+               message ? message : "");
+}
+
+bool valid_env_name(const char* name) {
+  if (!name || !*name || std::isdigit(static_cast<unsigned char>(*name))) return false;
+  for (const char* p = name; *p; ++p) {
+    if (!std::isalnum(static_cast<unsigned char>(*p)) && *p != '_') return false;
+  }
+  return true;
+}
+
+int host_set_env(void* compile_host_ptr, const char* name, const char* value) {
+  auto* slot = static_cast<PluginSlot*>(compile_host_ptr);
+  if (!slot || !slot->compile || !valid_env_name(name) || !value) return -1;
+  std::lock_guard lock(slot->compile->env_mu);
+  if (!slot->compile->env_open) return -1;
+  slot->compile->env[name] = {value, slot->name};
+  return 0;
+}
+
+void host_append_output(void* compile_host_ptr, const char* text, size_t len) {
+  auto* slot = static_cast<PluginSlot*>(compile_host_ptr);
+  if (slot && slot->compile && text) slot->compile->log->append(text, len);
+}
+
+std::vector<std::string> command_environment(const Compile& c) {
+  std::vector<std::string> env;
+  for (char** e = environ; *e; ++e) {
+    std::string_view kv(*e);
+    auto eq = kv.find('=');
+    if (eq != std::string_view::npos && c.env.count(std::string(kv.substr(0, eq)))) continue;
+    env.emplace_back(kv);
+  }
+  for (const auto& [name, value] : c.env) env.push_back(name + "=" + value.first);
+  return env;
+}
+
+std::string resolve_command(const std::string& cmd) {
+  if (cmd.find('/') != std::string::npos) return cmd;
+  const char* path = std::getenv("PATH");
+  std::string p = path ? path : "/usr/local/bin:/usr/bin:/bin";
+  size_t start = 0;
+  while (start <= p.size()) {
+    size_t end = p.find(':', start);
+    if (end == std::string::npos) end = p.size();
+    std::string dir = p.substr(start, end - start);
+    std::string candidate = (dir.empty() ? "." : dir) + "/" + cmd;
+    if (::access(candidate.c_str(), X_OK) == 0) return candidate;
+    start = end + 1;
+  }
+  return cmd;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options opt;
+  std::string why;
+  if (!parse_args(argc, argv, opt, why)) {
+    std::fprintf(stderr, "clsi-runner: %s\n%s", why.c_str(), kUsage);
+    return kStatusRunnerError;
+  }
+  auto start = std::chrono::steady_clock::now();
+  auto deadline = opt.timeout_s > 0
+                      ? start + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                    std::chrono::duration<double>(opt.timeout_s))
+                      : std::chrono::steady_clock::time_point::max();
+
+  // SIGINT/SIGTERM/SIGHUP end the compile like a timeout does; handled
+  // synchronously through a signalfd. Children get them unblocked.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  for (int s : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&stop_signals, s);
+  ::sigprocmask(SIG_BLOCK, &stop_signals, nullptr);
+  clsi::UniqueFd sigfd(::signalfd(-1, &stop_signals, SFD_CLOEXEC | SFD_NONBLOCK));
+  auto pending_signal = [&]() -> int {
+    signalfd_siginfo si{};
+    return ::read(sigfd.get(), &si, sizeof si) == sizeof si ? static_cast<int>(si.ssi_signo) : 0;
+  };
+
+  // Load and check every plugin before anything runs.
+  std::vector<clsi::PluginLibrary> libraries;
+  libraries.reserve(opt.plugins.size());
+  for (const auto& path : opt.plugins) {
+    auto lib = clsi::PluginLibrary::open(path, why);
+    if (!lib) {
+      std::fprintf(stderr, "clsi-runner: %s\n", why.c_str());
+      return kStatusRunnerError;
+    }
+    libraries.push_back(std::move(*lib));
+  }
+
+  struct stat st{};
+  if (::stat(opt.compile_dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    std::fprintf(stderr, "clsi-runner: compile directory %s does not exist\n", opt.compile_dir.c_str());
+    return kStatusRunnerError;
+  }
+  char real[PATH_MAX];
+  if (::realpath(opt.compile_dir.c_str(), real) == nullptr) {
+    std::fprintf(stderr, "clsi-runner: %s: %s\n", opt.compile_dir.c_str(), std::strerror(errno));
+    return kStatusRunnerError;
+  }
+  std::string compile_dir = real;
+  std::string log_path = compile_dir + "/output.log";
+  clsi::UniqueFd log_fd(
+      ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0644));
+  if (!log_fd) {
+    std::fprintf(stderr, "clsi-runner: cannot write %s: %s\n", log_path.c_str(), std::strerror(errno));
+    return kStatusRunnerError;
+  }
+  OutputLog log(std::move(log_fd));
+  Compile compile;
+  compile.log = &log;
+
+  std::vector<std::unique_ptr<PluginSlot>> slots;
+  std::vector<clsi::PluginInstance> instances;
+  instances.reserve(libraries.size());
+  for (auto& lib : libraries) {
+    auto slot = std::make_unique<PluginSlot>();
+    slot->name = lib.name();
+    slot->compile = &compile;
+    slot->callbacks = {sizeof(clsi_host_callbacks_v1), slot.get(), &host_log, &host_set_env,
+                       &host_append_output};
+    auto inst = clsi::PluginInstance::create(
+        lib, &slot->callbacks, opt.plugin_config.empty() ? nullptr : opt.plugin_config.c_str(), why);
+    if (!inst) {
+      std::fprintf(stderr, "clsi-runner: %s\n", why.c_str());
+      return kStatusRunnerError;
+    }
+    instances.push_back(std::move(*inst));
+    slots.push_back(std::move(slot));
+  }
+
+  auto compile_facts = [&](size_t i) {
+    auto now = std::chrono::steady_clock::now();
+    long long left = -1;
+    if (deadline != std::chrono::steady_clock::time_point::max()) {
+      left = std::max<long long>(
+          0, std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now).count());
+    }
+    return clsi_compile_v1{sizeof(clsi_compile_v1), slots[i].get(),
+                           opt.project_id.c_str(), opt.user_id.c_str(),
+                           compile_dir.c_str(),    opt.allow_python_install ? 1 : 0,
+                           left};
+  };
+
+  // Pre-compile, in order. A hard error fails the compile before it runs.
+  std::vector<void*> compile_ptrs(instances.size(), nullptr);
+  std::vector<bool> pre_ran(instances.size(), false);
+  bool failed = false;
+  int stop_signal = 0;
+  {
+    std::lock_guard lock(compile.env_mu);
+    compile.env_open = true;
+  }
+  for (size_t i = 0; i < instances.size() && !failed; ++i) {
+    auto facts = compile_facts(i);
+    clsi_status s = instances[i].pre_compile(facts, &compile_ptrs[i]);
+    if (s == CLSI_STATUS_ERROR) {
+      log.line("plugin " + slots[i]->name + " failed before the compile; the compile did not run");
+      failed = true;
+    } else {
+      pre_ran[i] = true;
+    }
+    if ((stop_signal = pending_signal()) != 0) break;
+  }
+  {
+    std::lock_guard lock(compile.env_mu);
+    compile.env_open = false;
+  }
+
+  clsi_compile_result_v1 result{sizeof(clsi_compile_result_v1), kStatusRunnerError, 0, 0};
+  auto cmd_start = std::chrono::steady_clock::now();
+  if (!failed && stop_signal == 0) {
+    for (const auto& [name, v] : compile.env) log.line("environment: " + name + " set by " + v.second);
+    clsi::SpawnOptions so;
+    so.executable = resolve_command(opt.command[0]);
+    so.args.assign(opt.command.begin() + 1, opt.command.end());
+    so.env = command_environment(compile);
+    so.cwd = compile_dir;
+    so.output_fd = log.fd();
+    std::error_code ec;
+    auto child = clsi::Child::spawn(so, ec);
+    if (!child) {
+      log.line("cannot run " + opt.command[0] + ": " + ec.message());
+      std::fprintf(stderr, "clsi-runner: cannot run %s: %s\n", opt.command[0].c_str(),
+                   ec.message().c_str());
+      result.exit_status = ec == std::errc::no_such_file_or_directory ? 127 : 126;
+    } else {
+      pollfd fds[2] = {{child->exit_fd(), POLLIN, 0}, {sigfd.get(), POLLIN, 0}};
+      while (!child->try_wait()) {
+        int wait_ms = 1000;
+        if (deadline != std::chrono::steady_clock::time_point::max()) {
+          auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          deadline - std::chrono::steady_clock::now())
+                          .count();
+          if (left <= 0) {
+            result.timed_out = 1;
+            break;
+          }
+          wait_ms = static_cast<int>(std::min<long long>(left + 1, 1000));
+        }
+        ::poll(fds, 2, wait_ms);
+        if ((stop_signal = pending_signal()) != 0) break;
+      }
+      int ws = child->terminate(kKillGrace);
+      result.exit_status = clsi::Child::shell_status(ws);
+      if (result.timed_out) {
+        log.line("the compile timed out after " + std::to_string(opt.timeout_s) +
+                 " s; its processes were stopped");
+        result.exit_status = kStatusTimedOut;
+      } else if (stop_signal) {
+        log.line(std::string("the compile was stopped by ") + strsignal(stop_signal));
+        result.exit_status = 128 + stop_signal;
+      }
+    }
+  } else if (stop_signal) {
+    result.exit_status = 128 + stop_signal;
+  }
+  result.duration_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                           std::chrono::steady_clock::now() - cmd_start)
+                           .count();
+
+  // Post-compile, in reverse order; never changes the result.
+  for (size_t i = instances.size(); i-- > 0;) {
+    if (!pre_ran[i]) continue;
+    auto facts = compile_facts(i);
+    clsi_status s = instances[i].post_compile(facts, compile_ptrs[i], result);
+    if (s == CLSI_STATUS_ERROR) {
+      std::fprintf(stderr, "clsi-runner: plugin %s: post-compile hook failed (ignored)\n",
+                   slots[i]->name.c_str());
+    }
+  }
+  return result.exit_status;
+}

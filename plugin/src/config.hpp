@@ -1,0 +1,50 @@
+// plugin.yaml, section python_venv: every key, its default, and the
+// environment variables that override it.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "expected.hpp"
+
+namespace clsi::venv {
+
+struct Caps {
+  int install_timeout_s = 600;           // the whole build: venv + pip
+  std::int64_t max_venv_mb = 2048;       // one venv on disk
+  int max_packages = 100;                // distributions installed, dependencies included
+  std::int64_t max_requirements_bytes = 64 * 1024;  // size of the requirements file
+  int max_requirement_lines = 200;       // requirement lines (comments and blanks excluded)
+};
+
+struct Eviction {
+  std::int64_t max_total_mb = 51200;     // LRU budget for all venvs together
+};
+
+struct Config {
+  bool enabled = false;
+  std::string venvs_dir = "/var/lib/overleaf/data/python-venvs";
+  std::string base_python = "/usr/bin/python3";
+  std::vector<std::string> requirements_files = {"requirements.vrf", "requirements.txt"};
+  std::string index_url = "https://pypi.org/simple";
+  bool only_binary = true;
+  bool require_hashes = false;
+  // Seconds the compile keeps for the render after a build; the build gets
+  // the rest of the compile's time (within caps.install_timeout_s).
+  int render_reserve_s = 30;
+  Caps caps;
+  Eviction eviction;
+  std::string source;  // the file it was read from, for messages
+};
+
+// Looks up an environment variable; nullptr when unset. A seam for tests.
+using GetEnv = std::function<const char*(const char*)>;
+
+// Reads `path` (nullptr or "": defaults only), then applies
+// OVERLEAF_ENABLE_PROJECT_PYTHON_VENV and PYTHON_VENVS_DIR. Unknown keys and
+// values of the wrong type are errors naming the key and the file.
+Expected<Config> load_config(const char* path, const GetEnv& getenv);
+
+}  // namespace clsi::venv

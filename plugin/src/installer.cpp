@@ -1,0 +1,132 @@
+#include "installer.hpp"
+
+#include <algorithm>
+#include <ctime>
+#include <sstream>
+
+#include "isolation.hpp"
+
+namespace clsi::venv {
+namespace {
+
+constexpr const char* kListInstalled =
+    "import importlib.metadata as m, sysconfig\n"
+    "for d in m.distributions(path=list(dict.fromkeys([sysconfig.get_paths()['purelib'], sysconfig.get_paths()['platlib']]))):\n"
+    "    print(d.metadata['Name'] + '==' + d.version)\n";
+
+std::string describe(const RunOutcome& r, const std::string& what, const std::string& deadline_reason) {
+  if (r.spawn_failed) return what + " could not start: " + r.spawn_error;
+  if (r.timed_out) return what + " did not finish within " + deadline_reason;
+  if (!r.stopped_because.empty()) return r.stopped_because;
+  return what + " failed (exit status " + std::to_string(Child::shell_status(r.wait_status)) + ")";
+}
+
+}  // namespace
+
+BuildResult Installer::build(const BuildRequest& req, const LineSink& log) const {
+  BuildResult result;
+  auto started = std::chrono::steady_clock::now();
+  std::string venv = store_.env_dir(req.key);
+  auto fail = [&](std::string why) {
+    (void)store_.remove_env(req.key);
+    result.ok = false;
+    result.failure = std::move(why);
+    return result;
+  };
+
+  auto work = PrivateWorkdir::create(store_.tmp_dir(), "build-" + req.key.substr(0, 12));
+  if (!work) return fail(work.error());
+  std::string req_file = work->root() + "/requirements.txt";
+  {
+    std::string content;
+    for (const auto& r : req.requirements) content += r.canonical + "\n";
+    auto w = write_file_atomically(req_file, content);
+    if (!w) return fail(w.error());
+  }
+
+  SpawnOptions base;
+  base.env = isolated_environment(*work);
+  base.cwd = work->cwd();
+  std::string first_error;  // pip's own words, for the closing line
+  auto stream = [&](std::string_view line) {
+    log(line);
+    if (first_error.empty() && line.substr(0, 6) == "ERROR:") first_error = line;
+  };
+
+  // 1. The venv. With the base's pip importable, the venv needs none of its own.
+  bool own_pip = req.python.pip_version.empty();
+  SpawnOptions mk = base;
+  mk.executable = req.python.real_path;
+  mk.args = {"-I", "-m", "venv", "--system-site-packages"};
+  if (!own_pip) mk.args.emplace_back("--without-pip");
+  mk.args.push_back(venv);
+  if (own_pip) log("the base interpreter has no pip module; the venv gets its own pip (slower)");
+  auto r = runner_(mk, req.deadline, stream, {});
+  if (!r.ok()) return fail(describe(r, "creating the venv", req.deadline_reason));
+
+  // 2. pip, from the file the plugin wrote.
+  SpawnOptions pip = base;
+  pip.executable = venv + "/bin/python3";
+  pip.args = {"-I", "-m", "pip", "install", "--isolated", "--no-input", "--disable-pip-version-check",
+              "--no-color", "--progress-bar", "off", "--no-cache-dir", "--no-warn-script-location",
+              "--index-url", config_.index_url};
+  if (config_.only_binary) pip.args.emplace_back("--only-binary=:all:");
+  if (config_.require_hashes) pip.args.emplace_back("--require-hashes");
+  pip.args.insert(pip.args.end(), {"-r", req_file});
+
+  const std::int64_t cap_bytes = config_.caps.max_venv_mb * 1024 * 1024;
+  auto next_measure = std::chrono::steady_clock::now();
+  PollHook watch_size = [&]() -> std::string {
+    auto now = std::chrono::steady_clock::now();
+    if (now < next_measure) return {};
+    next_measure = now + std::chrono::seconds(1);
+    if (disk_usage(venv) > cap_bytes) {
+      return "the venv grew past caps.max_venv_mb (" + std::to_string(config_.caps.max_venv_mb) +
+             " MB) during the install";
+    }
+    return {};
+  };
+  r = runner_(pip, req.deadline, stream, watch_size);
+  if (!r.ok()) {
+    std::string why = describe(r, "pip install", req.deadline_reason);
+    if (!first_error.empty() && !r.timed_out && r.stopped_because.empty()) why += ": " + first_error;
+    return fail(why);
+  }
+
+  // 3. What got installed, and how big it is.
+  SpawnOptions list = base;
+  list.executable = venv + "/bin/python3";
+  list.args = {"-I", "-c", kListInstalled};
+  std::vector<std::string> installed;
+  r = runner_(list, req.deadline, [&](std::string_view l) { installed.emplace_back(l); }, {});
+  if (!r.ok()) return fail(describe(r, "listing the installed packages", req.deadline_reason));
+  std::sort(installed.begin(), installed.end());
+
+  std::int64_t size = disk_usage(venv);
+  if (size > cap_bytes) {
+    return fail("the venv is " + std::to_string(size / (1024 * 1024)) +
+                " MB, over caps.max_venv_mb (" + std::to_string(config_.caps.max_venv_mb) + " MB)");
+  }
+  if (static_cast<int>(installed.size()) > config_.caps.max_packages) {
+    return fail("pip installed " + std::to_string(installed.size()) +
+                " packages, over caps.max_packages (" + std::to_string(config_.caps.max_packages) + ")");
+  }
+
+  result.ok = true;
+  Record& rec = result.record;
+  rec.key = req.key;
+  for (const auto& q : req.requirements) rec.requested.push_back(q.canonical);
+  rec.installed = std::move(installed);
+  rec.python = req.python.version;
+  rec.python_path = req.python.real_path;
+  rec.pip = req.python.pip_version;
+  rec.index_url = config_.index_url;
+  rec.only_binary = config_.only_binary;
+  rec.built_at = static_cast<std::int64_t>(std::time(nullptr));
+  rec.build_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  rec.size_bytes = size;
+  return result;
+}
+
+}  // namespace clsi::venv

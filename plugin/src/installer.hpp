@@ -1,0 +1,47 @@
+// Building one venv: `python -m venv --system-site-packages --without-pip`,
+// then the base interpreter's pip module run by the venv's interpreter, from
+// a requirements file the plugin wrote itself, in an isolated child.
+#pragma once
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "config.hpp"
+#include "probe.hpp"
+#include "process_runner.hpp"
+#include "requirements.hpp"
+#include "store.hpp"
+
+namespace clsi::venv {
+
+struct BuildRequest {
+  std::string key;
+  std::vector<Requirement> requirements;
+  InterpreterFacts python;
+  Deadline deadline;
+  std::string deadline_reason;  // e.g. "caps.install_timeout_s (600 s)"
+};
+
+struct BuildResult {
+  bool ok = false;
+  std::string failure;  // why, in a user's words, when !ok
+  Record record;        // when ok: written to the store by the caller
+};
+
+class Installer {
+ public:
+  Installer(const Config& config, const Store& store, ProcessRunner runner)
+      : config_(config), store_(store), runner_(std::move(runner)) {}
+
+  // Builds into store.env_dir(key), which must not exist. Streams progress
+  // lines to `log`. On failure the partial venv is removed.
+  BuildResult build(const BuildRequest& request, const LineSink& log) const;
+
+ private:
+  const Config& config_;
+  const Store& store_;
+  ProcessRunner runner_;
+};
+
+}  // namespace clsi::venv

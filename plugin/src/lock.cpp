@@ -1,0 +1,63 @@
+#include "lock.hpp"
+
+#include <fcntl.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <thread>
+
+namespace clsi::venv {
+namespace {
+
+bool set_lock(int fd, short type) {
+  struct flock fl{};
+  fl.l_type = type;
+  fl.l_whence = SEEK_SET;
+  fl.l_start = 0;
+  fl.l_len = 0;
+  int r;
+  do {
+    r = ::fcntl(fd, F_OFD_SETLK, &fl);
+  } while (r != 0 && errno == EINTR);
+  return r == 0;
+}
+
+}  // namespace
+
+Expected<KeyLock> KeyLock::open(const std::string& path, bool create) {
+  int flags = O_RDWR | O_CLOEXEC | O_NOFOLLOW | (create ? O_CREAT : 0);
+  UniqueFd fd(::open(path.c_str(), flags, 0644));
+  if (!fd) return Error{"cannot open the lock file " + path + ": " + std::strerror(errno)};
+  KeyLock l;
+  l.fd_ = std::move(fd);
+  return l;
+}
+
+bool KeyLock::try_lock(Mode mode) {
+  if (set_lock(fd_.get(), mode == Mode::kShared ? F_RDLCK : F_WRLCK)) {
+    held_ = true;
+    return true;
+  }
+  return false;
+}
+
+bool KeyLock::lock_until(Mode mode, std::chrono::steady_clock::time_point deadline) {
+  auto pause = std::chrono::milliseconds(10);
+  for (;;) {
+    if (try_lock(mode)) return true;
+    auto now = std::chrono::steady_clock::now();
+    if (now >= deadline) return false;
+    std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(pause, deadline - now));
+    pause = std::min(pause * 2, std::chrono::milliseconds(250));
+  }
+}
+
+bool KeyLock::downgrade() { return set_lock(fd_.get(), F_RDLCK); }
+
+void KeyLock::unlock() {
+  if (held_) set_lock(fd_.get(), F_UNLCK);
+  held_ = false;
+}
+
+}  // namespace clsi::venv

@@ -1,0 +1,41 @@
+// Per-key locks: fcntl open-file-description locks on a lock file opened
+// read-write. Unlike flock, these conflict across NFS clients (the server's
+// lock manager sees them); unlike classic POSIX locks, they belong to the
+// open file, so two compiles in one process do not share a lock, and closing
+// another descriptor of the same file does not drop it.
+//
+// Readers (compiles using a venv) hold it shared; a builder or an evictor
+// holds it exclusive. The lock file is never deleted.
+#pragma once
+
+#include <chrono>
+#include <string>
+
+#include "clsi/unique_fd.hpp"
+#include "expected.hpp"
+
+namespace clsi::venv {
+
+class KeyLock {
+ public:
+  enum class Mode { kShared, kExclusive };
+
+  // Opens (creating if asked) the lock file, close-on-exec. Takes no lock.
+  static Expected<KeyLock> open(const std::string& path, bool create);
+
+  bool try_lock(Mode mode);
+  // Polls until `deadline`; false when it passed.
+  bool lock_until(Mode mode, std::chrono::steady_clock::time_point deadline);
+  // Atomically turns an exclusive lock into a shared one.
+  bool downgrade();
+  void unlock();
+  [[nodiscard]] bool held() const { return held_; }
+  [[nodiscard]] int fd() const { return fd_.get(); }
+
+ private:
+  KeyLock() = default;
+  UniqueFd fd_;
+  bool held_ = false;
+};
+
+}  // namespace clsi::venv

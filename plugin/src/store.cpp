@@ -1,0 +1,138 @@
+#include "store.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <yaml-cpp/yaml.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <set>
+
+#include "isolation.hpp"
+
+namespace fs = std::filesystem;
+
+namespace clsi::venv {
+namespace {
+
+std::string quoted(const std::string& s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out + "\"";
+}
+
+bool is_key(const std::string& s) {
+  return s.size() == 64 && s.find_first_not_of("0123456789abcdef") == std::string::npos;
+}
+
+}  // namespace
+
+Expected<bool> Store::ensure_layout() const {
+  for (const auto& d : {root_, envs_dir(), root_ + "/locks", probes_dir(), tmp_dir(), trash_dir()}) {
+    if (::mkdir(d.c_str(), 0755) != 0 && errno != EEXIST) {
+      return Error{"cannot create the venv store directory " + d + ": " + std::strerror(errno)};
+    }
+  }
+  return true;
+}
+
+bool Store::is_complete(const std::string& key) const {
+  struct stat st{};
+  return ::stat(record_path(key).c_str(), &st) == 0 && S_ISREG(st.st_mode);
+}
+
+Expected<bool> Store::remove_env(const std::string& key) const {
+  ::unlink(record_path(key).c_str());  // first: the venv stops being "complete"
+  std::string dir = env_dir(key);
+  struct stat st{};
+  if (::lstat(dir.c_str(), &st) != 0) return true;
+  std::string dest = trash_dir() + "/" + key + "-XXXXXX";
+  if (::mkdtemp(dest.data()) == nullptr) {
+    return Error{"cannot move " + dir + " out of the way: " + std::strerror(errno)};
+  }
+  std::string target = dest + "/env";
+  if (::rename(dir.c_str(), target.c_str()) != 0) {
+    int err = errno;
+    ::rmdir(dest.c_str());
+    return Error{"cannot move " + dir + " out of the way: " + std::strerror(err)};
+  }
+  std::error_code ec;
+  fs::remove_all(dest, ec);
+  if (ec) return Error{"cannot delete " + dest + ": " + ec.message()};
+  return true;
+}
+
+Expected<bool> Store::write_record(const Record& r) const {
+  std::string y;
+  y += "key: " + r.key + "\n";
+  y += "python: " + quoted(r.python) + "\n";
+  y += "python_path: " + quoted(r.python_path) + "\n";
+  y += "pip: " + quoted(r.pip) + "\n";
+  y += "index_url: " + quoted(r.index_url) + "\n";
+  y += std::string("only_binary: ") + (r.only_binary ? "true" : "false") + "\n";
+  y += "built_at: " + std::to_string(r.built_at) + "\n";
+  y += "build_seconds: " + std::to_string(r.build_seconds) + "\n";
+  y += "size_bytes: " + std::to_string(r.size_bytes) + "\n";
+  y += "requested:\n";
+  for (const auto& s : r.requested) y += "  - " + quoted(s) + "\n";
+  y += "installed:\n";
+  for (const auto& s : r.installed) y += "  - " + quoted(s) + "\n";
+  return write_file_atomically(record_path(r.key), y);
+}
+
+std::optional<Record> Store::read_record(const std::string& key) const {
+  try {
+    YAML::Node n = YAML::LoadFile(record_path(key));
+    Record r;
+    r.key = n["key"].as<std::string>("");
+    r.python = n["python"].as<std::string>("");
+    r.python_path = n["python_path"].as<std::string>("");
+    r.pip = n["pip"].as<std::string>("");
+    r.index_url = n["index_url"].as<std::string>("");
+    r.only_binary = n["only_binary"].as<bool>(true);
+    r.built_at = n["built_at"].as<std::int64_t>(0);
+    r.build_seconds = n["build_seconds"].as<double>(0);
+    r.size_bytes = n["size_bytes"].as<std::int64_t>(0);
+    for (const auto& s : n["requested"]) r.requested.push_back(s.as<std::string>());
+    for (const auto& s : n["installed"]) r.installed.push_back(s.as<std::string>());
+    return r;
+  } catch (const YAML::Exception&) {
+    return std::nullopt;
+  }
+}
+
+void Store::touch(const std::string& key) const {
+  ::utimensat(AT_FDCWD, record_path(key).c_str(), nullptr, 0);
+}
+
+std::vector<std::string> Store::keys() const {
+  std::set<std::string> keys;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(envs_dir(), ec)) {
+    std::string name = e.path().filename().string();
+    if (auto dot = name.find('.'); dot != std::string::npos) name.resize(dot);
+    if (is_key(name)) keys.insert(name);
+  }
+  return {keys.begin(), keys.end()};
+}
+
+std::int64_t disk_usage(const std::string& path) {
+  std::int64_t total = 0;
+  std::error_code ec;
+  struct stat st{};
+  if (::lstat(path.c_str(), &st) != 0) return 0;
+  total += static_cast<std::int64_t>(st.st_blocks) * 512;
+  if (!S_ISDIR(st.st_mode)) return total;
+  for (auto it = fs::recursive_directory_iterator(path, fs::directory_options::skip_permission_denied, ec);
+       !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    if (::lstat(it->path().c_str(), &st) == 0) total += static_cast<std::int64_t>(st.st_blocks) * 512;
+  }
+  return total;
+}
+
+}  // namespace clsi::venv

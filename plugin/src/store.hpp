@@ -1,0 +1,74 @@
+// The on-disk store under venvs_dir (docs/store.md):
+//
+//   envs/<key>/            the venv
+//   envs/<key>.complete    completion record, outside the venv's tree; its
+//                          presence marks the venv usable, its mtime is the
+//                          last use (post-compile stamps it)
+//   locks/<key>.lock       per-key lock file; never deleted
+//   probes/<fingerprint>   cached facts about a base interpreter
+//   tmp/                   private build directories; leftovers are garbage
+//   trash/                 entries moved out of the way before deletion
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "expected.hpp"
+
+namespace clsi::venv {
+
+struct Record {
+  std::string key;
+  std::vector<std::string> requested;  // canonical requirement lines
+  std::vector<std::string> installed;  // name==version of what pip installed
+  std::string python;                  // interpreter version
+  std::string python_path;
+  std::string pip;
+  std::string index_url;
+  bool only_binary = true;
+  std::int64_t built_at = 0;           // unix seconds
+  double build_seconds = 0;
+  std::int64_t size_bytes = 0;
+};
+
+class Store {
+ public:
+  explicit Store(std::string root) : root_(std::move(root)) {}
+
+  [[nodiscard]] const std::string& root() const { return root_; }
+  [[nodiscard]] std::string envs_dir() const { return root_ + "/envs"; }
+  [[nodiscard]] std::string env_dir(const std::string& key) const { return envs_dir() + "/" + key; }
+  [[nodiscard]] std::string record_path(const std::string& key) const {
+    return envs_dir() + "/" + key + ".complete";
+  }
+  [[nodiscard]] std::string lock_path(const std::string& key) const {
+    return root_ + "/locks/" + key + ".lock";
+  }
+  [[nodiscard]] std::string probes_dir() const { return root_ + "/probes"; }
+  [[nodiscard]] std::string tmp_dir() const { return root_ + "/tmp"; }
+  [[nodiscard]] std::string trash_dir() const { return root_ + "/trash"; }
+
+  // Creates the store's directories (mode 0755) if missing.
+  [[nodiscard]] Expected<bool> ensure_layout() const;
+  [[nodiscard]] bool is_complete(const std::string& key) const;
+  // Moves the venv directory (and record) out of the way atomically, then
+  // deletes it. Safe against a concurrent reader seeing a half-deleted tree
+  // only when the caller holds the key's exclusive lock.
+  [[nodiscard]] Expected<bool> remove_env(const std::string& key) const;
+  [[nodiscard]] Expected<bool> write_record(const Record& record) const;
+  [[nodiscard]] std::optional<Record> read_record(const std::string& key) const;
+  // Marks the venv used now (mtime of the record).
+  void touch(const std::string& key) const;
+  // Keys that have a venv directory or a record.
+  [[nodiscard]] std::vector<std::string> keys() const;
+
+ private:
+  std::string root_;
+};
+
+// Bytes on disk under `path` (allocated blocks, no symlink followed).
+std::int64_t disk_usage(const std::string& path);
+
+}  // namespace clsi::venv
