@@ -58,7 +58,8 @@ bool parse_args(int argc, char** argv, Options& o, std::string& why) {
     };
     std::string v;
     if (a == "--") {
-      for (++i; i < argc; ++i) o.command.emplace_back(argv[i]);
+      for (++i; i < argc; ++i)
+        o.command.emplace_back(argv[i]);
       break;
     } else if (a == "--plugin") {
       if (!value(v)) return false;
@@ -89,9 +90,12 @@ bool parse_args(int argc, char** argv, Options& o, std::string& why) {
       return false;
     }
   }
-  if (o.compile_dir.empty()) why = "--compile-dir is required";
-  else if (o.command.empty()) why = "no COMMAND after --";
-  else if (!o.plugins.empty() && o.plugin_config.empty()) why = "--plugin-config is required with --plugin";
+  if (o.compile_dir.empty())
+    why = "--compile-dir is required";
+  else if (o.command.empty())
+    why = "no COMMAND after --";
+  else if (!o.plugins.empty() && o.plugin_config.empty())
+    why = "--plugin-config is required with --plugin";
   return why.empty();
 }
 
@@ -173,7 +177,8 @@ std::vector<std::string> command_environment(const Compile& c) {
     if (eq != std::string_view::npos && c.env.count(std::string(kv.substr(0, eq)))) continue;
     env.emplace_back(kv);
   }
-  for (const auto& [name, value] : c.env) env.push_back(name + "=" + value.first);
+  for (const auto& [name, value] : c.env)
+    env.push_back(name + "=" + value.first);
   return env;
 }
 
@@ -212,7 +217,8 @@ int main(int argc, char** argv) {
   // synchronously through a signalfd. Children get them unblocked.
   sigset_t stop_signals;
   sigemptyset(&stop_signals);
-  for (int s : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&stop_signals, s);
+  for (int s : {SIGINT, SIGTERM, SIGHUP})
+    sigaddset(&stop_signals, s);
   ::sigprocmask(SIG_BLOCK, &stop_signals, nullptr);
   clsi::UniqueFd sigfd(::signalfd(-1, &stop_signals, SFD_CLOEXEC | SFD_NONBLOCK));
   auto pending_signal = [&]() -> int {
@@ -232,9 +238,10 @@ int main(int argc, char** argv) {
     libraries.push_back(std::move(*lib));
   }
 
-  struct stat st{};
+  struct stat st {};
   if (::stat(opt.compile_dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
-    std::fprintf(stderr, "clsi-runner: compile directory %s does not exist\n", opt.compile_dir.c_str());
+    std::fprintf(stderr, "clsi-runner: compile directory %s does not exist\n",
+                 opt.compile_dir.c_str());
     return kStatusRunnerError;
   }
   char real[PATH_MAX];
@@ -244,10 +251,11 @@ int main(int argc, char** argv) {
   }
   std::string compile_dir = real;
   std::string log_path = compile_dir + "/output.log";
-  clsi::UniqueFd log_fd(
-      ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0644));
+  clsi::UniqueFd log_fd(::open(
+      log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0644));
   if (!log_fd) {
-    std::fprintf(stderr, "clsi-runner: cannot write %s: %s\n", log_path.c_str(), std::strerror(errno));
+    std::fprintf(stderr, "clsi-runner: cannot write %s: %s\n", log_path.c_str(),
+                 std::strerror(errno));
     return kStatusRunnerError;
   }
   OutputLog log(std::move(log_fd));
@@ -264,7 +272,8 @@ int main(int argc, char** argv) {
     slot->callbacks = {sizeof(clsi_host_callbacks_v1), slot.get(), &host_log, &host_set_env,
                        &host_append_output};
     auto inst = clsi::PluginInstance::create(
-        lib, &slot->callbacks, opt.plugin_config.empty() ? nullptr : opt.plugin_config.c_str(), why);
+        lib, &slot->callbacks, opt.plugin_config.empty() ? nullptr : opt.plugin_config.c_str(),
+        why);
     if (!inst) {
       std::fprintf(stderr, "clsi-runner: %s\n", why.c_str());
       return kStatusRunnerError;
@@ -280,9 +289,12 @@ int main(int argc, char** argv) {
       left = std::max<long long>(
           0, std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now).count());
     }
-    return clsi_compile_v1{sizeof(clsi_compile_v1), slots[i].get(),
-                           opt.project_id.c_str(), opt.user_id.c_str(),
-                           compile_dir.c_str(),    opt.allow_python_install ? 1 : 0,
+    return clsi_compile_v1{sizeof(clsi_compile_v1),
+                           slots[i].get(),
+                           opt.project_id.c_str(),
+                           opt.user_id.c_str(),
+                           compile_dir.c_str(),
+                           opt.allow_python_install ? 1 : 0,
                            left};
   };
 
@@ -314,7 +326,8 @@ int main(int argc, char** argv) {
   clsi_compile_result_v1 result{sizeof(clsi_compile_result_v1), kStatusRunnerError, 0, 0};
   auto cmd_start = std::chrono::steady_clock::now();
   if (!failed && stop_signal == 0) {
-    for (const auto& [name, v] : compile.env) log.line("environment: " + name + " set by " + v.second);
+    for (const auto& [name, v] : compile.env)
+      log.line("environment: " + name + " set by " + v.second);
     clsi::SpawnOptions so;
     so.executable = resolve_command(opt.command[0]);
     so.args.assign(opt.command.begin() + 1, opt.command.end());

@@ -8,11 +8,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <boost/asio/io_context.hpp>
 #include <boost/process/v2/posix/default_launcher.hpp>
 #include <boost/process/v2/process.hpp>
 #include <boost/process/v2/start_dir.hpp>
 #include <boost/process/v2/stdio.hpp>
-#include <boost/asio/io_context.hpp>
 #include <cerrno>
 #include <thread>
 
@@ -27,12 +27,14 @@ struct GroupLeaderInit {
   pid_t parent;
 
   bp::error_code on_exec_setup(bp::posix::default_launcher& /*launcher*/,
-                               const bp::filesystem::path& /*exe*/, const char* const* /*argv*/) const {
+                               const bp::filesystem::path& /*exe*/,
+                               const char* const* /*argv*/) const {
     if (::setpgid(0, 0) != 0) return {errno, bp::system_category()};
     sigset_t none;
     sigemptyset(&none);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    for (int sig : {SIGINT, SIGTERM, SIGPIPE, SIGCHLD, SIGHUP, SIGQUIT}) ::signal(sig, SIG_DFL);
+    for (int sig : {SIGINT, SIGTERM, SIGPIPE, SIGCHLD, SIGHUP, SIGQUIT})
+      ::signal(sig, SIG_DFL);
     if (die_with_parent) {
       ::prctl(PR_SET_PDEATHSIG, SIGKILL);
       if (::getppid() != parent) ::_exit(127);  // parent died before prctl
@@ -61,7 +63,8 @@ std::optional<Child> Child::spawn(const SpawnOptions& options, std::error_code& 
 
   std::vector<const char*> envp;
   envp.reserve(options.env.size() + 1);
-  for (const auto& e : options.env) envp.push_back(e.c_str());
+  for (const auto& e : options.env)
+    envp.push_back(e.c_str());
   envp.push_back(nullptr);
 
   boost::asio::io_context ctx;
@@ -75,8 +78,8 @@ std::optional<Child> Child::spawn(const SpawnOptions& options, std::error_code& 
                           bp::process_stdio{nullptr, out, out}, group));
   } else {
     proc.emplace(launcher(ctx, bec, bp::filesystem::path(options.executable), options.args,
-                          bp::process_stdio{nullptr, out, out},
-                          bp::process_start_dir{options.cwd}, group));
+                          bp::process_stdio{nullptr, out, out}, bp::process_start_dir{options.cwd},
+                          group));
   }
   if (bec) {
     ec.assign(bec.value(), std::generic_category());

@@ -45,7 +45,8 @@ std::optional<PluginLibrary> PluginLibrary::open(const std::string& path, std::s
   if (table->abi_major != CLSI_PLUGIN_ABI_MAJOR) {
     return fail("it was built for ABI " + std::to_string(table->abi_major) + "." +
                 std::to_string(table->abi_minor) + ", this host speaks ABI " +
-                std::to_string(CLSI_PLUGIN_ABI_MAJOR) + "." + std::to_string(CLSI_PLUGIN_ABI_MINOR));
+                std::to_string(CLSI_PLUGIN_ABI_MAJOR) + "." +
+                std::to_string(CLSI_PLUGIN_ABI_MINOR));
   }
   if (table->struct_size < kMinPluginTableSize) {
     return fail("its plugin table is " + std::to_string(table->struct_size) +
@@ -116,10 +117,14 @@ clsi_status PluginInstance::post_compile(const clsi_compile_v1& compile, void* c
 
 const char* status_name(clsi_status status) {
   switch (status) {
-    case CLSI_STATUS_OK: return "ok";
-    case CLSI_STATUS_NOTHING_TO_DO: return "nothing to do";
-    case CLSI_STATUS_FELL_BACK: return "fell back";
-    case CLSI_STATUS_ERROR: return "error";
+    case CLSI_STATUS_OK:
+      return "ok";
+    case CLSI_STATUS_NOTHING_TO_DO:
+      return "nothing to do";
+    case CLSI_STATUS_FELL_BACK:
+      return "fell back";
+    case CLSI_STATUS_ERROR:
+      return "error";
   }
   return "unknown status";
 }

@@ -26,8 +26,9 @@ class Reader {
     for (const auto& kv : map) {
       auto k = kv.first.as<std::string>();
       if (!known.count(k)) {
-        throw ConfigError{file_ + ": unknown key python_venv." + (prefix.empty() ? "" : prefix + ".") +
-                          k + " (known: " + join(known) + ")"};
+        throw ConfigError{file_ + ": unknown key python_venv." +
+                          (prefix.empty() ? "" : prefix + ".") + k + " (known: " + join(known) +
+                          ")"};
       }
     }
   }
@@ -35,9 +36,12 @@ class Reader {
   void get(const YAML::Node& n, const std::string& key, bool& out) const {
     if (!n) return;
     auto s = scalar(n, key, "true or false");
-    if (s == "true" || s == "True" || s == "yes") out = true;
-    else if (s == "false" || s == "False" || s == "no") out = false;
-    else fail(key, "expected true or false, got '" + s + "'");
+    if (s == "true" || s == "True" || s == "yes")
+      out = true;
+    else if (s == "false" || s == "False" || s == "no")
+      out = false;
+    else
+      fail(key, "expected true or false, got '" + s + "'");
   }
 
   template <class Int>
@@ -48,7 +52,8 @@ class Reader {
       size_t used = 0;
       long long v = std::stoll(s, &used, 10);
       if (used != s.size()) throw std::invalid_argument(s);
-      if (v < static_cast<long long>(min) || v > static_cast<long long>(std::numeric_limits<Int>::max())) {
+      if (v < static_cast<long long>(min) ||
+          v > static_cast<long long>(std::numeric_limits<Int>::max())) {
         fail(key, "must be at least " + std::to_string(min) + ", got " + s);
       }
       out = static_cast<Int>(v);
@@ -80,7 +85,8 @@ class Reader {
   }
   static std::string join(const std::set<std::string>& s) {
     std::string out;
-    for (const auto& k : s) out += (out.empty() ? "" : ", ") + k;
+    for (const auto& k : s)
+      out += (out.empty() ? "" : ", ") + k;
     return out;
   }
   std::string file_;
@@ -88,10 +94,14 @@ class Reader {
 
 bool parse_bool_env(const char* v, bool& out) {
   std::string s(v);
-  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  if (s == "true" || s == "1" || s == "yes" || s == "on") out = true;
-  else if (s == "false" || s == "0" || s == "no" || s == "off") out = false;
-  else return false;
+  for (auto& c : s)
+    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (s == "true" || s == "1" || s == "yes" || s == "on")
+    out = true;
+  else if (s == "false" || s == "0" || s == "no" || s == "off")
+    out = false;
+  else
+    return false;
   return true;
 }
 
@@ -145,7 +155,8 @@ Expected<Config> load_config(const char* path, const GetEnv& getenv) {
           r.only_keys(caps, "caps",
                       {"install_timeout_s", "max_venv_mb", "max_packages", "max_requirements_bytes",
                        "max_requirement_lines"});
-          r.get_int(caps["install_timeout_s"], "caps.install_timeout_s", c.caps.install_timeout_s, 1);
+          r.get_int(caps["install_timeout_s"], "caps.install_timeout_s", c.caps.install_timeout_s,
+                    1);
           r.get_int(caps["max_venv_mb"], "caps.max_venv_mb", c.caps.max_venv_mb, std::int64_t{1});
           r.get_int(caps["max_packages"], "caps.max_packages", c.caps.max_packages, 1);
           r.get_int(caps["max_requirements_bytes"], "caps.max_requirements_bytes",
@@ -164,8 +175,10 @@ Expected<Config> load_config(const char* path, const GetEnv& getenv) {
     }
     if (const char* v = getenv("OVERLEAF_ENABLE_PROJECT_PYTHON_VENV"); v && *v) {
       if (!parse_bool_env(v, c.enabled)) {
-        return Error{std::string("OVERLEAF_ENABLE_PROJECT_PYTHON_VENV: expected true, false, 1 or 0, got '") +
-                     v + "'"};
+        return Error{
+            std::string(
+                "OVERLEAF_ENABLE_PROJECT_PYTHON_VENV: expected true, false, 1 or 0, got '") +
+            v + "'"};
       }
     }
     if (const char* v = getenv("PYTHON_VENVS_DIR"); v && *v) c.venvs_dir = v;

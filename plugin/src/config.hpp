@@ -12,15 +12,15 @@
 namespace clsi::venv {
 
 struct Caps {
-  int install_timeout_s = 600;           // the whole build: venv + pip
-  std::int64_t max_venv_mb = 2048;       // one venv on disk
-  int max_packages = 100;                // distributions installed, dependencies included
+  int install_timeout_s = 600;      // the whole build: venv + pip
+  std::int64_t max_venv_mb = 2048;  // one venv on disk
+  int max_packages = 100;           // distributions installed, dependencies included
   std::int64_t max_requirements_bytes = 64 * 1024;  // size of the requirements file
-  int max_requirement_lines = 200;       // requirement lines (comments and blanks excluded)
+  int max_requirement_lines = 200;  // requirement lines (comments and blanks excluded)
 };
 
 struct Eviction {
-  std::int64_t max_total_mb = 51200;     // LRU budget for all venvs together
+  std::int64_t max_total_mb = 51200;  // LRU budget for all venvs together
 };
 
 struct Config {

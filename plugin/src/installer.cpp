@@ -11,10 +11,12 @@ namespace {
 
 constexpr const char* kListInstalled =
     "import importlib.metadata as m, sysconfig\n"
-    "for d in m.distributions(path=list(dict.fromkeys([sysconfig.get_paths()['purelib'], sysconfig.get_paths()['platlib']]))):\n"
+    "for d in m.distributions(path=list(dict.fromkeys([sysconfig.get_paths()['purelib'], "
+    "sysconfig.get_paths()['platlib']]))):\n"
     "    print(d.metadata['Name'] + '==' + d.version)\n";
 
-std::string describe(const RunOutcome& r, const std::string& what, const std::string& deadline_reason) {
+std::string describe(const RunOutcome& r, const std::string& what,
+                     const std::string& deadline_reason) {
   if (r.spawn_failed) return what + " could not start: " + r.spawn_error;
   if (r.timed_out) return what + " did not finish within " + deadline_reason;
   if (!r.stopped_because.empty()) return r.stopped_because;
@@ -39,7 +41,8 @@ BuildResult Installer::build(const BuildRequest& req, const LineSink& log) const
   std::string req_file = work->root() + "/requirements.txt";
   {
     std::string content;
-    for (const auto& r : req.requirements) content += r.canonical + "\n";
+    for (const auto& r : req.requirements)
+      content += r.canonical + "\n";
     auto w = write_file_atomically(req_file, content);
     if (!w) return fail(w.error());
   }
@@ -67,9 +70,20 @@ BuildResult Installer::build(const BuildRequest& req, const LineSink& log) const
   // 2. pip, from the file the plugin wrote.
   SpawnOptions pip = base;
   pip.executable = venv + "/bin/python3";
-  pip.args = {"-I", "-m", "pip", "install", "--isolated", "--no-input", "--disable-pip-version-check",
-              "--no-color", "--progress-bar", "off", "--no-cache-dir", "--no-warn-script-location",
-              "--index-url", config_.index_url};
+  pip.args = {"-I",
+              "-m",
+              "pip",
+              "install",
+              "--isolated",
+              "--no-input",
+              "--disable-pip-version-check",
+              "--no-color",
+              "--progress-bar",
+              "off",
+              "--no-cache-dir",
+              "--no-warn-script-location",
+              "--index-url",
+              config_.index_url};
   if (config_.only_binary) pip.args.emplace_back("--only-binary=:all:");
   if (config_.require_hashes) pip.args.emplace_back("--require-hashes");
   pip.args.insert(pip.args.end(), {"-r", req_file});
@@ -89,7 +103,8 @@ BuildResult Installer::build(const BuildRequest& req, const LineSink& log) const
   r = runner_(pip, req.deadline, stream, watch_size);
   if (!r.ok()) {
     std::string why = describe(r, "pip install", req.deadline_reason);
-    if (!first_error.empty() && !r.timed_out && r.stopped_because.empty()) why += ": " + first_error;
+    if (!first_error.empty() && !r.timed_out && r.stopped_because.empty())
+      why += ": " + first_error;
     return fail(why);
   }
 
@@ -109,13 +124,15 @@ BuildResult Installer::build(const BuildRequest& req, const LineSink& log) const
   }
   if (static_cast<int>(installed.size()) > config_.caps.max_packages) {
     return fail("pip installed " + std::to_string(installed.size()) +
-                " packages, over caps.max_packages (" + std::to_string(config_.caps.max_packages) + ")");
+                " packages, over caps.max_packages (" + std::to_string(config_.caps.max_packages) +
+                ")");
   }
 
   result.ok = true;
   Record& rec = result.record;
   rec.key = req.key;
-  for (const auto& q : req.requirements) rec.requested.push_back(q.canonical);
+  for (const auto& q : req.requirements)
+    rec.requested.push_back(q.canonical);
   rec.installed = std::move(installed);
   rec.python = req.python.version;
   rec.python_path = req.python.real_path;

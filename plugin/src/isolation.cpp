@@ -13,7 +13,8 @@
 
 namespace clsi::venv {
 
-Expected<PrivateWorkdir> PrivateWorkdir::create(const std::string& parent, const std::string& prefix) {
+Expected<PrivateWorkdir> PrivateWorkdir::create(const std::string& parent,
+                                                const std::string& prefix) {
   std::string tmpl = parent + "/" + prefix + "-XXXXXX";
   if (::mkdtemp(tmpl.data()) == nullptr) {
     return Error{"cannot create a private directory in " + parent + ": " + std::strerror(errno)};
@@ -28,7 +29,8 @@ Expected<PrivateWorkdir> PrivateWorkdir::create(const std::string& parent, const
   return w;
 }
 
-PrivateWorkdir::PrivateWorkdir(PrivateWorkdir&& other) noexcept : root_(std::exchange(other.root_, {})) {}
+PrivateWorkdir::PrivateWorkdir(PrivateWorkdir&& other) noexcept
+    : root_(std::exchange(other.root_, {})) {}
 
 PrivateWorkdir::~PrivateWorkdir() {
   if (root_.empty()) return;

@@ -29,8 +29,8 @@ std::string sha256_hex(std::string_view data) {
   return out;
 }
 
-std::string key_material(const std::vector<Requirement>& requirements, const InterpreterFacts& python,
-                         const Config& config) {
+std::string key_material(const std::vector<Requirement>& requirements,
+                         const InterpreterFacts& python, const Config& config) {
   std::string m;
   m += kLayoutVersion;
   m += "\npython: " + python.version;
@@ -40,7 +40,8 @@ std::string key_material(const std::vector<Requirement>& requirements, const Int
   m += std::string("\nonly-binary: ") + (config.only_binary ? "yes" : "no");
   m += std::string("\nrequire-hashes: ") + (config.require_hashes ? "yes" : "no");
   m += "\nrequirements:\n";
-  for (const auto& r : requirements) m += r.canonical + "\n";  // already sorted, unique
+  for (const auto& r : requirements)
+    m += r.canonical + "\n";  // already sorted, unique
   return m;
 }
 

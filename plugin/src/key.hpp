@@ -19,14 +19,16 @@ inline constexpr std::string_view kLayoutVersion = "clsi-python-venv layout 1";
 std::string sha256_hex(std::string_view data);
 
 // The exact text that is hashed; kept readable so a record can show it.
-std::string key_material(const std::vector<Requirement>& requirements, const InterpreterFacts& python,
-                         const Config& config);
+std::string key_material(const std::vector<Requirement>& requirements,
+                         const InterpreterFacts& python, const Config& config);
 
 inline std::string venv_key(const std::vector<Requirement>& requirements,
                             const InterpreterFacts& python, const Config& config) {
   return sha256_hex(key_material(requirements, python, config));
 }
 
-inline std::string short_key(std::string_view key) { return std::string(key.substr(0, 12)); }
+inline std::string short_key(std::string_view key) {
+  return std::string(key.substr(0, 12));
+}
 
 }  // namespace clsi::venv

@@ -11,7 +11,7 @@ namespace clsi::venv {
 namespace {
 
 bool set_lock(int fd, short type) {
-  struct flock fl{};
+  struct flock fl {};
   fl.l_type = type;
   fl.l_whence = SEEK_SET;
   fl.l_start = 0;
@@ -48,12 +48,15 @@ bool KeyLock::lock_until(Mode mode, std::chrono::steady_clock::time_point deadli
     if (try_lock(mode)) return true;
     auto now = std::chrono::steady_clock::now();
     if (now >= deadline) return false;
-    std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(pause, deadline - now));
+    std::this_thread::sleep_for(
+        std::min<std::chrono::steady_clock::duration>(pause, deadline - now));
     pause = std::min(pause * 2, std::chrono::milliseconds(250));
   }
 }
 
-bool KeyLock::downgrade() { return set_lock(fd_.get(), F_RDLCK); }
+bool KeyLock::downgrade() {
+  return set_lock(fd_.get(), F_RDLCK);
+}
 
 void KeyLock::unlock() {
   if (held_) set_lock(fd_.get(), F_UNLCK);

@@ -50,7 +50,7 @@ Expected<InterpreterIdentity> identify_interpreter(const std::string& path) {
   if (::realpath(path.c_str(), real) == nullptr) {
     return Error{"the base interpreter " + path + " is not usable: " + std::strerror(errno)};
   }
-  struct stat st{};
+  struct stat st {};
   if (::stat(real, &st) != 0 || !S_ISREG(st.st_mode) || ::access(real, X_OK) != 0) {
     return Error{"the base interpreter " + path + " is not an executable file"};
   }
@@ -88,8 +88,8 @@ Expected<InterpreterFacts> InterpreterProbe::facts(const std::string& base_pytho
   if (probed) *probed = true;
   auto f = run_probe(base_python, *id);
   if (!f) return f;
-  std::string content = "fingerprint=" + fp + "\nversion=" + f->version + "\nversion_short=" +
-                        f->version_short + "\npip=" + f->pip_version + "\n";
+  std::string content = "fingerprint=" + fp + "\nversion=" + f->version +
+                        "\nversion_short=" + f->version_short + "\npip=" + f->pip_version + "\n";
   (void)write_file_atomically(file, content);  // a failed write only costs a probe next time
   std::lock_guard lock(mu_);
   memo_[fp] = *f;

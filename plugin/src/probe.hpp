@@ -34,13 +34,16 @@ Expected<InterpreterIdentity> identify_interpreter(const std::string& path);
 class InterpreterProbe {
  public:
   InterpreterProbe(std::string probe_dir, std::string tmp_dir, ProcessRunner runner)
-      : probe_dir_(std::move(probe_dir)), tmp_dir_(std::move(tmp_dir)), runner_(std::move(runner)) {}
+      : probe_dir_(std::move(probe_dir)),
+        tmp_dir_(std::move(tmp_dir)),
+        runner_(std::move(runner)) {}
 
   // `probed` is set when a process had to run.
   Expected<InterpreterFacts> facts(const std::string& base_python, bool* probed = nullptr);
 
  private:
-  Expected<InterpreterFacts> run_probe(const std::string& base_python, const InterpreterIdentity& id);
+  Expected<InterpreterFacts> run_probe(const std::string& base_python,
+                                       const InterpreterIdentity& id);
   std::string probe_dir_;
   std::string tmp_dir_;
   ProcessRunner runner_;

@@ -7,8 +7,8 @@
 
 namespace clsi::venv {
 
-using ProcessRunner = std::function<RunOutcome(const SpawnOptions&, Deadline, const LineSink&,
-                                               const PollHook&)>;
+using ProcessRunner =
+    std::function<RunOutcome(const SpawnOptions&, Deadline, const LineSink&, const PollHook&)>;
 
 inline ProcessRunner default_process_runner() {
   return [](const SpawnOptions& o, Deadline d, const LineSink& sink, const PollHook& hook) {

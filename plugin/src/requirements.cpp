@@ -10,12 +10,17 @@ namespace {
 bool is_alnum(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
 }
-bool is_space(char c) { return c == ' ' || c == '\t'; }
-bool is_hex(char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'); }
+bool is_space(char c) {
+  return c == ' ' || c == '\t';
+}
+bool is_hex(char c) {
+  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
 
 const std::set<std::string_view> kMarkerVariables = {
-    "python_version", "python_full_version", "os_name", "sys_platform", "platform_release",
-    "platform_system", "platform_version", "platform_machine", "platform_python_implementation",
+    "python_version",      "python_full_version",    "os_name",
+    "sys_platform",        "platform_release",       "platform_system",
+    "platform_version",    "platform_machine",       "platform_python_implementation",
     "implementation_name", "implementation_version", "extra"};
 
 std::string quote_excerpt(std::string_view s) {
@@ -147,7 +152,8 @@ class LineParser {
       ++i_;
     }
     std::sort(specs.begin(), specs.end());
-    for (std::size_t k = 0; k < specs.size(); ++k) canonical += (k ? "," : "") + specs[k];
+    for (std::size_t k = 0; k < specs.size(); ++k)
+      canonical += (k ? "," : "") + specs[k];
     pinned_ = pinned_ && specs.size() == 1;
 
     skip_ws();
@@ -168,21 +174,25 @@ class LineParser {
       }
       i_ += kHash.size();
       std::size_t start = i_;
-      while (!at_end() && is_hex(peek())) ++i_;
+      while (!at_end() && is_hex(peek()))
+        ++i_;
       if (i_ - start != 64 || (!at_end() && !is_space(peek()))) {
         return fail("a --hash must be sha256: followed by 64 hex digits");
       }
       std::string h(s_.substr(start, 64));
-      std::transform(h.begin(), h.end(), h.begin(), [](char c) { return static_cast<char>(std::tolower(c)); });
+      std::transform(h.begin(), h.end(), h.begin(),
+                     [](char c) { return static_cast<char>(std::tolower(c)); });
       hashes.push_back("--hash=sha256:" + h);
       skip_ws();
     }
     if (require_hashes_) {
-      if (hashes.empty()) return fail("require_hashes is on: every requirement needs --hash=sha256:...");
+      if (hashes.empty())
+        return fail("require_hashes is on: every requirement needs --hash=sha256:...");
       if (!pinned_) return fail("require_hashes is on: pin an exact version with ==");
       std::sort(hashes.begin(), hashes.end());
       hashes.erase(std::unique(hashes.begin(), hashes.end()), hashes.end());
-      for (const auto& h : hashes) canonical += " " + h;
+      for (const auto& h : hashes)
+        canonical += " " + h;
     }
     r.canonical = canonical;
     return r;
@@ -202,13 +212,16 @@ class LineParser {
   [[nodiscard]] bool at_end() const { return i_ >= s_.size(); }
   [[nodiscard]] char peek() const { return at_end() ? '\0' : s_[i_]; }
   void skip_ws() {
-    while (!at_end() && is_space(s_[i_])) ++i_;
+    while (!at_end() && is_space(s_[i_]))
+      ++i_;
   }
   std::string_view identifier() {
     std::size_t start = i_;
     if (!is_alnum(peek())) return {};
-    while (!at_end() && (is_alnum(s_[i_]) || s_[i_] == '-' || s_[i_] == '_' || s_[i_] == '.')) ++i_;
-    while (i_ > start && !is_alnum(s_[i_ - 1])) --i_;  // must end alphanumeric
+    while (!at_end() && (is_alnum(s_[i_]) || s_[i_] == '-' || s_[i_] == '_' || s_[i_] == '.'))
+      ++i_;
+    while (i_ > start && !is_alnum(s_[i_ - 1]))
+      --i_;  // must end alphanumeric
     return s_.substr(start, i_ - start);
   }
   std::string version_op() {
@@ -223,7 +236,9 @@ class LineParser {
   std::string version_string() {
     std::size_t start = i_;
     if (!is_alnum(peek())) return {};  // never starts with '-': pip would read an option
-    while (!at_end() && (is_alnum(s_[i_]) || std::string_view("._*+!-").find(s_[i_]) != std::string_view::npos)) ++i_;
+    while (!at_end() &&
+           (is_alnum(s_[i_]) || std::string_view("._*+!-").find(s_[i_]) != std::string_view::npos))
+      ++i_;
     return std::string(s_.substr(start, i_ - start));
   }
 
@@ -285,7 +300,8 @@ class LineParser {
         char c = s_[i_];
         // No whitespace, '#', '$' or quotes inside: pip would split, comment or expand.
         if (!(is_alnum(c) || std::string_view("._+!*,:<>=~-").find(c) != std::string_view::npos)) {
-          return fail_bool("character '" + std::string(1, c) + "' is not allowed in a marker string");
+          return fail_bool("character '" + std::string(1, c) +
+                           "' is not allowed in a marker string");
         }
         ++i_;
       }
@@ -295,7 +311,8 @@ class LineParser {
       return true;
     }
     std::size_t start = i_;
-    while (!at_end() && (is_alnum(s_[i_]) || s_[i_] == '_' || s_[i_] == '.')) ++i_;
+    while (!at_end() && (is_alnum(s_[i_]) || s_[i_] == '_' || s_[i_] == '.'))
+      ++i_;
     std::string_view var = s_.substr(start, i_ - start);
     if (var == "platform.python_implementation") var = "platform_python_implementation";
     if (!kMarkerVariables.count(var)) {
@@ -322,8 +339,10 @@ class LineParser {
 };
 
 std::string_view trim(std::string_view s) {
-  while (!s.empty() && is_space(s.front())) s.remove_prefix(1);
-  while (!s.empty() && (is_space(s.back()) || s.back() == '\r')) s.remove_suffix(1);
+  while (!s.empty() && is_space(s.front()))
+    s.remove_prefix(1);
+  while (!s.empty() && (is_space(s.back()) || s.back() == '\r'))
+    s.remove_suffix(1);
   return s;
 }
 
@@ -361,7 +380,8 @@ ParsedRequirements parse_requirements(std::string_view text, const ParseOptions&
   std::size_t pos = 0;
   while (pos < text.size()) {
     std::size_t nl = text.find('\n', pos);
-    std::string_view raw = text.substr(pos, nl == std::string_view::npos ? std::string_view::npos : nl - pos);
+    std::string_view raw =
+        text.substr(pos, nl == std::string_view::npos ? std::string_view::npos : nl - pos);
     pos = nl == std::string_view::npos ? text.size() : nl + 1;
     ++line_no;
     std::string_view line = trim(raw);
@@ -374,10 +394,10 @@ ParsedRequirements parse_requirements(std::string_view text, const ParseOptions&
       }
     }
     if (++requirement_lines > options.max_requirement_lines) {
-      out.refusals.push_back({line_no, "more than " + std::to_string(options.max_requirement_lines) +
-                                           " requirement lines",
-                              "caps.max_requirement_lines is " +
-                                  std::to_string(options.max_requirement_lines)});
+      out.refusals.push_back(
+          {line_no,
+           "more than " + std::to_string(options.max_requirement_lines) + " requirement lines",
+           "caps.max_requirement_lines is " + std::to_string(options.max_requirement_lines)});
       break;
     }
     if (auto hostile = classify_hostile(line, options.require_hashes)) {
@@ -388,7 +408,8 @@ ParsedRequirements parse_requirements(std::string_view text, const ParseOptions&
     LineParser p(line, options.require_hashes);
     auto req = p.parse();
     if (!req) {
-      out.refusals.push_back({line_no, quote_excerpt(line), "not a plain requirement: " + p.error()});
+      out.refusals.push_back(
+          {line_no, quote_excerpt(line), "not a plain requirement: " + p.error()});
       continue;
     }
     req->line = line_no;

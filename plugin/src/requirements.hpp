@@ -23,9 +23,9 @@ struct Requirement {
 };
 
 struct Refusal {
-  int line = 0;           // 1-based; 0 for the whole file
-  std::string what;       // what was refused, quoted from the line where useful
-  std::string why;        // why, in words a user can act on
+  int line = 0;      // 1-based; 0 for the whole file
+  std::string what;  // what was refused, quoted from the line where useful
+  std::string why;   // why, in words a user can act on
 };
 
 struct ParseOptions {

@@ -30,7 +30,7 @@ Expected<std::optional<RequirementsFile>> read_requirements_file(
     return Error{"cannot open the compile directory " + compile_dir + ": " + std::strerror(errno)};
   }
   for (const auto& name : names) {
-    struct stat st{};
+    struct stat st {};
     if (::fstatat(dir.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
       if (errno == ENOENT) continue;
       return Error{"./" + name + ": cannot read: " + std::strerror(errno)};
@@ -51,7 +51,8 @@ Expected<std::optional<RequirementsFile>> read_requirements_file(
       return refuse(std::string("it is ") + kind_of(st.st_mode));
     }
     auto too_big = [&] {
-      return Error{"./" + name + ": refused: the file is larger than caps.max_requirements_bytes (" +
+      return Error{"./" + name +
+                   ": refused: the file is larger than caps.max_requirements_bytes (" +
                    std::to_string(max_bytes) + " bytes)"};
     };
     if (st.st_size > max_bytes) return too_big();

@@ -33,7 +33,8 @@ bool is_key(const std::string& s) {
 }  // namespace
 
 Expected<bool> Store::ensure_layout() const {
-  for (const auto& d : {root_, envs_dir(), root_ + "/locks", probes_dir(), tmp_dir(), trash_dir()}) {
+  for (const auto& d :
+       {root_, envs_dir(), root_ + "/locks", probes_dir(), tmp_dir(), trash_dir()}) {
     if (::mkdir(d.c_str(), 0755) != 0 && errno != EEXIST) {
       return Error{"cannot create the venv store directory " + d + ": " + std::strerror(errno)};
     }
@@ -42,14 +43,14 @@ Expected<bool> Store::ensure_layout() const {
 }
 
 bool Store::is_complete(const std::string& key) const {
-  struct stat st{};
+  struct stat st {};
   return ::stat(record_path(key).c_str(), &st) == 0 && S_ISREG(st.st_mode);
 }
 
 Expected<bool> Store::remove_env(const std::string& key) const {
   ::unlink(record_path(key).c_str());  // first: the venv stops being "complete"
   std::string dir = env_dir(key);
-  struct stat st{};
+  struct stat st {};
   if (::lstat(dir.c_str(), &st) != 0) return true;
   std::string dest = trash_dir() + "/" + key + "-XXXXXX";
   if (::mkdtemp(dest.data()) == nullptr) {
@@ -79,9 +80,11 @@ Expected<bool> Store::write_record(const Record& r) const {
   y += "build_seconds: " + std::to_string(r.build_seconds) + "\n";
   y += "size_bytes: " + std::to_string(r.size_bytes) + "\n";
   y += "requested:\n";
-  for (const auto& s : r.requested) y += "  - " + quoted(s) + "\n";
+  for (const auto& s : r.requested)
+    y += "  - " + quoted(s) + "\n";
   y += "installed:\n";
-  for (const auto& s : r.installed) y += "  - " + quoted(s) + "\n";
+  for (const auto& s : r.installed)
+    y += "  - " + quoted(s) + "\n";
   return write_file_atomically(record_path(r.key), y);
 }
 
@@ -98,8 +101,10 @@ std::optional<Record> Store::read_record(const std::string& key) const {
     r.built_at = n["built_at"].as<std::int64_t>(0);
     r.build_seconds = n["build_seconds"].as<double>(0);
     r.size_bytes = n["size_bytes"].as<std::int64_t>(0);
-    for (const auto& s : n["requested"]) r.requested.push_back(s.as<std::string>());
-    for (const auto& s : n["installed"]) r.installed.push_back(s.as<std::string>());
+    for (const auto& s : n["requested"])
+      r.requested.push_back(s.as<std::string>());
+    for (const auto& s : n["installed"])
+      r.installed.push_back(s.as<std::string>());
     return r;
   } catch (const YAML::Exception&) {
     return std::nullopt;
@@ -124,13 +129,15 @@ std::vector<std::string> Store::keys() const {
 std::int64_t disk_usage(const std::string& path) {
   std::int64_t total = 0;
   std::error_code ec;
-  struct stat st{};
+  struct stat st {};
   if (::lstat(path.c_str(), &st) != 0) return 0;
   total += static_cast<std::int64_t>(st.st_blocks) * 512;
   if (!S_ISDIR(st.st_mode)) return total;
-  for (auto it = fs::recursive_directory_iterator(path, fs::directory_options::skip_permission_denied, ec);
+  for (auto it = fs::recursive_directory_iterator(
+           path, fs::directory_options::skip_permission_denied, ec);
        !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
-    if (::lstat(it->path().c_str(), &st) == 0) total += static_cast<std::int64_t>(st.st_blocks) * 512;
+    if (::lstat(it->path().c_str(), &st) == 0)
+      total += static_cast<std::int64_t>(st.st_blocks) * 512;
   }
   return total;
 }

@@ -28,7 +28,7 @@ struct Record {
   std::string pip;
   std::string index_url;
   bool only_binary = true;
-  std::int64_t built_at = 0;           // unix seconds
+  std::int64_t built_at = 0;  // unix seconds
   double build_seconds = 0;
   std::int64_t size_bytes = 0;
 };

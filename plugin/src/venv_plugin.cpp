@@ -28,7 +28,7 @@ std::string seconds(double s) {
 
 // The venv's interpreter still is the base interpreter.
 bool healthy(const Store& store, const std::string& key, const InterpreterFacts& python) {
-  struct stat st{};
+  struct stat st {};
   std::string py = store.env_dir(key) + "/bin/python3";
   return ::stat(py.c_str(), &st) == 0 && st.st_dev == python.identity.dev &&
          st.st_ino == python.identity.ino;
@@ -37,7 +37,8 @@ bool healthy(const Store& store, const std::string& key, const InterpreterFacts&
 }  // namespace
 
 Seams Seams::production() {
-  return {[](const char* name) -> const char* { return std::getenv(name); }, default_process_runner()};
+  return {[](const char* name) -> const char* { return std::getenv(name); },
+          default_process_runner()};
 }
 
 VenvPlugin::VenvPlugin(Config config, const HostServices& host, Seams seams)
@@ -74,9 +75,11 @@ clsi_status VenvPlugin::pre_compile(CompileContext& ctx, void** compile_ptr) {
   }
   if (!file->has_value()) return CLSI_STATUS_NOTHING_TO_DO;
   const std::string& name = (*file)->name;
-  auto parsed = parse_requirements((*file)->text, {config_.require_hashes, config_.caps.max_requirement_lines});
+  auto parsed = parse_requirements((*file)->text,
+                                   {config_.require_hashes, config_.caps.max_requirement_lines});
   if (!parsed.refusals.empty()) {
-    for (const auto& r : parsed.refusals) ctx.append(format_refusal(name, r));
+    for (const auto& r : parsed.refusals)
+      ctx.append(format_refusal(name, r));
     return fall_back("not installing Python packages: " + std::to_string(parsed.refusals.size()) +
                      " line(s) of ./" + name + " were refused; fix them to get the packages");
   }
@@ -124,9 +127,10 @@ clsi_status VenvPlugin::pre_compile(CompileContext& ctx, void** compile_ptr) {
 
   // 5. Build once: exclusive lock, check again, build.
   const long long left_ms = ctx.time_left_ms();
-  Clock::time_point compile_deadline =
-      left_ms < 0 ? Clock::time_point::max()
-                  : start + std::chrono::milliseconds(left_ms) - std::chrono::seconds(config_.render_reserve_s);
+  Clock::time_point compile_deadline = left_ms < 0
+                                           ? Clock::time_point::max()
+                                           : start + std::chrono::milliseconds(left_ms) -
+                                                 std::chrono::seconds(config_.render_reserve_s);
   if (!lock->try_lock(KeyLock::Mode::kExclusive)) {
     say("waiting for another compile's build of environment " + id);
     if (!lock->lock_until(KeyLock::Mode::kExclusive, compile_deadline)) {
@@ -139,7 +143,7 @@ clsi_status VenvPlugin::pre_compile(CompileContext& ctx, void** compile_ptr) {
     say("environment " + id + " was built by another compile; reusing it");
     return inject(std::move(*lock));
   }
-  struct stat st{};
+  struct stat st {};
   if (store_.is_complete(key)) {
     say("environment " + id + " no longer matches the base interpreter; rebuilding it");
   } else if (::lstat(store_.env_dir(key).c_str(), &st) == 0) {
@@ -154,11 +158,13 @@ clsi_status VenvPlugin::pre_compile(CompileContext& ctx, void** compile_ptr) {
     req.deadline_reason = "the time left for this compile";
   } else {
     req.deadline = install_deadline;
-    req.deadline_reason = "caps.install_timeout_s (" + std::to_string(config_.caps.install_timeout_s) + " s)";
+    req.deadline_reason =
+        "caps.install_timeout_s (" + std::to_string(config_.caps.install_timeout_s) + " s)";
   }
   say("building environment " + id + " for ./" + name + " (" +
       std::to_string(parsed.requirements.size()) + " requirement(s); no environment for them yet)");
-  auto built = installer_.build(req, [&](std::string_view line) { ctx.append("  " + std::string(line)); });
+  auto built =
+      installer_.build(req, [&](std::string_view line) { ctx.append("  " + std::string(line)); });
   if (!built.ok) {
     return fall_back("building environment " + id + " failed: " + built.failure);
   }

@@ -18,10 +18,10 @@
 namespace clsi {
 
 struct SpawnOptions {
-  std::string executable;            // absolute path; no PATH search
-  std::vector<std::string> args;     // argv[1..]
-  std::vector<std::string> env;      // complete environment, NAME=VALUE
-  std::string cwd;                   // empty: inherit
+  std::string executable;         // absolute path; no PATH search
+  std::vector<std::string> args;  // argv[1..]
+  std::vector<std::string> env;   // complete environment, NAME=VALUE
+  std::string cwd;                // empty: inherit
   // Where stdout and stderr go. -1: a pipe the caller reads via output_fd().
   int output_fd = -1;
   // The child gets SIGKILL when the thread that spawned it exits

@@ -81,43 +81,43 @@ typedef enum clsi_log_level {
  */
 typedef struct clsi_host_callbacks_v1 {
   uint32_t struct_size; /* sizeof(clsi_host_callbacks_v1) as the host built it */
-  void *host_ptr;       /* opaque; pass back to log_callback */
+  void* host_ptr;       /* opaque; pass back to log_callback */
 
   /* Operator's log (the host's stderr or journal). Legal in every hook,
    * including on_create and on_destroy. message: NUL-terminated, caller-owned. */
-  void (*log_callback)(void *host_ptr, clsi_log_level level, const char *message);
+  void (*log_callback)(void* host_ptr, clsi_log_level level, const char* message);
 
   /* Set NAME=VALUE in the environment of this compile's command. Legal only
    * during on_pre_compile of that compile. Returns 0 on success, non-zero if
    * refused (wrong hook, invalid name). The host records which plugin set it;
    * a later plugin's value wins. */
-  int (*set_env_callback)(void *compile_host_ptr, const char *name, const char *value);
+  int (*set_env_callback)(void* compile_host_ptr, const char* name, const char* value);
 
   /* Append LEN bytes to this compile's output.log (the user-visible log).
    * Legal during on_pre_compile and on_post_compile of that compile, from the
    * hook's thread or any thread it waits for. Text should end lines with '\n'. */
-  void (*append_output_callback)(void *compile_host_ptr, const char *text, size_t len);
+  void (*append_output_callback)(void* compile_host_ptr, const char* text, size_t len);
 } clsi_host_callbacks_v1;
 
 /* Per-compile facts. Owned by the host; valid for the duration of a hook call. */
 typedef struct clsi_compile_v1 {
   uint32_t struct_size;
-  void *compile_host_ptr;     /* opaque; pass to set_env / append_output */
-  const char *project_id;     /* never NULL; may be "" */
-  const char *user_id;        /* never NULL; may be "" */
-  const char *compile_dir;    /* absolute path of the compile directory */
+  void* compile_host_ptr;       /* opaque; pass to set_env / append_output */
+  const char* project_id;       /* never NULL; may be "" */
+  const char* user_id;          /* never NULL; may be "" */
+  const char* compile_dir;      /* absolute path of the compile directory */
   int32_t allow_python_install; /* non-zero: this user may install packages.
                                    The web tier decides; default deny (0). */
-  int64_t time_left_ms;       /* ms before the compile's deadline at the time
-                                 of the call; -1 = no deadline */
+  int64_t time_left_ms;         /* ms before the compile's deadline at the time
+                                   of the call; -1 = no deadline */
 } clsi_compile_v1;
 
 /* What happened to the compile command. Owned by the host; valid for the call. */
 typedef struct clsi_compile_result_v1 {
   uint32_t struct_size;
-  int32_t exit_status;   /* the command's exit status; 128+N if killed by signal N */
-  int32_t timed_out;     /* non-zero: the deadline expired and the host killed it */
-  int64_t duration_ms;   /* wall-clock run time of the command */
+  int32_t exit_status; /* the command's exit status; 128+N if killed by signal N */
+  int32_t timed_out;   /* non-zero: the deadline expired and the host killed it */
+  int64_t duration_ms; /* wall-clock run time of the command */
 } clsi_compile_result_v1;
 
 /*
@@ -128,30 +128,30 @@ typedef struct clsi_plugin_v1 {
   uint32_t struct_size; /* sizeof(clsi_plugin_v1) as the plugin built it */
   uint32_t abi_major;   /* CLSI_PLUGIN_ABI_MAJOR the plugin was built against */
   uint32_t abi_minor;   /* CLSI_PLUGIN_ABI_MINOR the plugin was built against */
-  const char *name;     /* short, stable name, e.g. "python-venv" */
-  const char *version;  /* plugin version string */
+  const char* name;     /* short, stable name, e.g. "python-venv" */
+  const char* version;  /* plugin version string */
 
   /* Create an instance. config_path: the host's --plugin-config (may be NULL).
    * On success store the instance in *plugin_ptr and return OK or
    * NOTHING_TO_DO. On ERROR, explain through log_callback; the host then
    * refuses the plugin and runs nothing. callbacks outlive the instance. */
-  clsi_status (*on_create)(const clsi_host_callbacks_v1 *callbacks, const char *config_path,
-                           void **plugin_ptr);
+  clsi_status (*on_create)(const clsi_host_callbacks_v1* callbacks, const char* config_path,
+                           void** plugin_ptr);
 
   /* Before the compile command runs. May call set_env and append_output.
    * *compile_ptr: optional per-compile state (PAM-style), handed back to
    * on_post_compile of the same compile; set it even on FELL_BACK. On ERROR
    * the plugin must have released its per-compile state itself. */
-  clsi_status (*on_pre_compile)(void *plugin_ptr, const clsi_compile_v1 *compile,
-                                void **compile_ptr);
+  clsi_status (*on_pre_compile)(void* plugin_ptr, const clsi_compile_v1* compile,
+                                void** compile_ptr);
 
   /* After the command ended (or was killed). Releases compile_ptr. May call
    * append_output, not set_env. Its status never fails the compile. */
-  clsi_status (*on_post_compile)(void *plugin_ptr, const clsi_compile_v1 *compile,
-                                 void *compile_ptr, const clsi_compile_result_v1 *result);
+  clsi_status (*on_post_compile)(void* plugin_ptr, const clsi_compile_v1* compile,
+                                 void* compile_ptr, const clsi_compile_result_v1* result);
 
   /* Destroy the instance. No hook of it is running or will run. */
-  void (*on_destroy)(void *plugin_ptr);
+  void (*on_destroy)(void* plugin_ptr);
 } clsi_plugin_v1;
 
 /*
@@ -159,9 +159,9 @@ typedef struct clsi_plugin_v1 {
  * Return the plugin's table, or NULL to refuse, with *refusal pointing to a
  * static NUL-terminated reason. Must be cheap and free of side effects.
  */
-typedef const clsi_plugin_v1 *(*clsi_plugin_entry_fn)(uint32_t host_abi_major,
+typedef const clsi_plugin_v1* (*clsi_plugin_entry_fn)(uint32_t host_abi_major,
                                                       uint32_t host_abi_minor,
-                                                      const char **refusal);
+                                                      const char** refusal);
 
 #ifdef __cplusplus
 } /* extern "C" */

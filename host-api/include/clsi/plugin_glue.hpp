@@ -67,7 +67,9 @@ class CompileContext {
   void log(clsi_log_level level, const std::string& message) const { host_.log(level, message); }
 
  private:
-  static std::string_view str(const char* s) { return s ? std::string_view(s) : std::string_view(); }
+  static std::string_view str(const char* s) {
+    return s ? std::string_view(s) : std::string_view();
+  }
   const HostServices& host_;
   const clsi_compile_v1* compile_;
 };
@@ -132,9 +134,15 @@ void on_destroy(void* plugin_ptr) noexcept {
 template <class Impl>
 const clsi_plugin_v1* table(const char* name, const char* version) noexcept {
   static const clsi_plugin_v1 kTable = {
-      sizeof(clsi_plugin_v1), CLSI_PLUGIN_ABI_MAJOR,  CLSI_PLUGIN_ABI_MINOR,
-      name,                   version,                &on_create<Impl>,
-      &on_pre_compile<Impl>,  &on_post_compile<Impl>, &on_destroy<Impl>,
+      sizeof(clsi_plugin_v1),
+      CLSI_PLUGIN_ABI_MAJOR,
+      CLSI_PLUGIN_ABI_MINOR,
+      name,
+      version,
+      &on_create<Impl>,
+      &on_pre_compile<Impl>,
+      &on_post_compile<Impl>,
+      &on_destroy<Impl>,
   };
   return &kTable;
 }
@@ -142,12 +150,12 @@ const clsi_plugin_v1* table(const char* name, const char* version) noexcept {
 }  // namespace glue
 }  // namespace clsi
 
-#define CLSI_DEFINE_PLUGIN_ENTRY(Impl, name, version)                                         \
-  CLSI_PLUGIN_EXPORT const clsi_plugin_v1* CLSI_PLUGIN_ENTRY(                                 \
-      uint32_t host_abi_major, uint32_t /*host_abi_minor*/, const char** refusal) {           \
-    if (host_abi_major != CLSI_PLUGIN_ABI_MAJOR) {                                            \
-      if (refusal) *refusal = "host speaks another ABI major";                                \
-      return nullptr;                                                                         \
-    }                                                                                         \
-    return ::clsi::glue::table<Impl>(name, version);                                          \
+#define CLSI_DEFINE_PLUGIN_ENTRY(Impl, name, version)                               \
+  CLSI_PLUGIN_EXPORT const clsi_plugin_v1* CLSI_PLUGIN_ENTRY(                       \
+      uint32_t host_abi_major, uint32_t /*host_abi_minor*/, const char** refusal) { \
+    if (host_abi_major != CLSI_PLUGIN_ABI_MAJOR) {                                  \
+      if (refusal) *refusal = "host speaks another ABI major";                      \
+      return nullptr;                                                               \
+    }                                                                               \
+    return ::clsi::glue::table<Impl>(name, version);                                \
   }
