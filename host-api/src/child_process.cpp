@@ -74,12 +74,12 @@ std::optional<Child> Child::spawn(const SpawnOptions& options, std::error_code& 
   bp::error_code bec;
   std::optional<bp::process> proc;
   if (options.cwd.empty()) {
-    proc.emplace(launcher(ctx, bec, bp::filesystem::path(options.executable), options.args,
-                          bp::process_stdio{nullptr, out, out}, group));
+    proc.emplace(launcher(ctx.get_executor(), bec, bp::filesystem::path(options.executable),
+                          options.args, bp::process_stdio{nullptr, out, out}, group));
   } else {
-    proc.emplace(launcher(ctx, bec, bp::filesystem::path(options.executable), options.args,
-                          bp::process_stdio{nullptr, out, out}, bp::process_start_dir{options.cwd},
-                          group));
+    proc.emplace(launcher(ctx.get_executor(), bec, bp::filesystem::path(options.executable),
+                          options.args, bp::process_stdio{nullptr, out, out},
+                          bp::process_start_dir{options.cwd}, group));
   }
   if (bec) {
     ec.assign(bec.value(), std::generic_category());
