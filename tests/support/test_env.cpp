@@ -94,6 +94,15 @@ std::vector<std::string> list_tree(const std::string& dir) {
   return out;
 }
 
+std::vector<std::string> list_dir(const std::string& dir) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec))
+    out.push_back(e.path().filename().string());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
 int count_occurrences(const std::string& haystack, const std::string& needle) {
   int n = 0;
   for (size_t pos = haystack.find(needle); pos != std::string::npos;

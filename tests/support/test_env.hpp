@@ -42,6 +42,8 @@ void write_file(const std::string& path, const std::string& content);
 bool exists(const std::string& path);
 // Files and directories under `dir`, relative, sorted.
 std::vector<std::string> list_tree(const std::string& dir);
+// Names of the entries directly in `dir`, sorted.
+std::vector<std::string> list_dir(const std::string& dir);
 int count_occurrences(const std::string& haystack, const std::string& needle);
 
 // Python used for the helper scripts (not the interpreter under test).

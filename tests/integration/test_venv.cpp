@@ -1,0 +1,262 @@
+// The python-venv plugin end to end: clsi-runner, real python3, real pip,
+// indexes the tests build themselves (file:// and loopback HTTP).
+#include <signal.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <thread>
+
+#include "venv_world.hpp"
+
+using Catch::Contains;
+using testenv::count_occurrences;
+using testenv::VenvWorld;
+
+namespace {
+
+const char* const kPipRan = "Installing collected packages";
+
+}  // namespace
+
+TEST_CASE("first compile builds, the render imports through QUARTO_PYTHON inside venvs_dir",
+          "[venv]") {
+  VenvWorld w;
+  w.configure();
+  auto dir = w.project("# analysis deps\nalpha==1.0\n");
+  int status = -1;
+  auto log = w.compile(dir, true, "import alpha; print('RENDER', alpha.MESSAGE)", {}, {}, &status);
+  INFO(log);
+  CHECK(status == 0);
+  CHECK_THAT(log, Contains("building environment"));
+  CHECK_THAT(log, Contains(kPipRan));
+  CHECK_THAT(log, Contains("RENDER alpha 2.1"));
+  CHECK_THAT(log, Contains("render python: " + w.venvs + "/envs/"));
+  REQUIRE(w.env_dirs().size() == 1);
+  auto key = w.env_dirs()[0];
+  auto record = testenv::read_file(w.venvs + "/envs/" + key + ".complete");
+  CHECK_THAT(record, Contains("alpha==1.0"));
+  CHECK_THAT(record, Contains("beta==2.1"));  // the dependency, with its version
+}
+
+TEST_CASE("a second project with the same requirements reuses without pip running", "[venv]") {
+  VenvWorld w;
+  w.configure();
+  auto first = w.compile(w.project("alpha==1.0\ngamma\n"));
+  REQUIRE_THAT(first, Contains(kPipRan));
+  // Same set: other order, case, spacing, comments and separators.
+  auto dir = w.project("# same set\nGamma   \n\nALPHA == 1.0  # pinned\n");
+  auto second = w.compile(dir, true, "import alpha, gamma; print('RENDER', gamma.MESSAGE)");
+  INFO(second);
+  CHECK_THAT(second, Contains("reusing environment"));
+  CHECK_THAT(second, !Contains(kPipRan));
+  CHECK_THAT(second, !Contains("building environment"));
+  CHECK_THAT(second, Contains("RENDER gamma here"));
+  CHECK(w.env_dirs().size() == 1);
+}
+
+TEST_CASE("a different requirements set gets its own environment", "[venv]") {
+  VenvWorld w;
+  w.configure();
+  w.compile(w.project("alpha\n"));
+  auto log = w.compile(w.project("gamma\n"), true, "import gamma; print('RENDER', gamma.MESSAGE)");
+  CHECK_THAT(log, Contains("building environment"));
+  CHECK_THAT(log, Contains("RENDER gamma here"));
+  CHECK(w.env_dirs().size() == 2);
+}
+
+TEST_CASE("installs from a loopback HTTP index and contacts nothing else", "[venv][http]") {
+  VenvWorld w;
+  testenv::IndexServer server(w.index);
+  w.configure({}, server.url());
+  auto log = w.compile(w.project("alpha\n"));
+  INFO(log);
+  CHECK_THAT(log, Contains("RENDER alpha 2.1"));
+  auto requests = server.requests();
+  CHECK_FALSE(requests.empty());
+  bool saw_alpha = false;
+  for (const auto& r : requests)
+    saw_alpha |= r.find("/simple/alpha/") != std::string::npos;
+  CHECK(saw_alpha);
+}
+
+TEST_CASE("a user who may not install gets no venv and nothing new in the store",
+          "[venv][gating]") {
+  VenvWorld w;
+  w.configure();
+  auto dir = w.project("alpha\n");
+  auto log = w.compile(dir, false);
+  INFO(log);
+  CHECK_THAT(log, Contains("may not install Python packages"));
+  CHECK_THAT(log, Contains("render python: base"));
+  CHECK_THAT(log, !Contains(kPipRan));
+  CHECK_FALSE(testenv::exists(w.venvs));
+}
+
+TEST_CASE("the feature flag off, in the file or the environment, turns everything off",
+          "[venv][flag]") {
+  VenvWorld w;
+  SECTION("enabled: false in plugin.yaml") {
+    testenv::write_plugin_yaml(
+        w.config, {"enabled: false", "venvs_dir: " + w.venvs, "index_url: " + w.file_index_url()});
+    auto log = w.compile(w.project("alpha\n"));
+    CHECK_THAT(log, !Contains("[python-venv]"));
+    CHECK_THAT(log, Contains("render python: base"));
+  }
+  SECTION("OVERLEAF_ENABLE_PROJECT_PYTHON_VENV=false overrides enabled: true") {
+    w.configure();
+    auto log = w.compile(w.project("alpha\n"), true, "print(1)",
+                         {{"OVERLEAF_ENABLE_PROJECT_PYTHON_VENV", "false"}});
+    CHECK_THAT(log, !Contains("[python-venv]"));
+    CHECK_THAT(log, Contains("render python: base"));
+  }
+  SECTION("OVERLEAF_ENABLE_PROJECT_PYTHON_VENV=1 overrides enabled: false") {
+    testenv::write_plugin_yaml(
+        w.config, {"enabled: false", "venvs_dir: " + w.venvs, "index_url: " + w.file_index_url()});
+    auto log = w.compile(w.project("alpha\n"), true, "import alpha; print('RENDER', alpha.MESSAGE)",
+                         {{"OVERLEAF_ENABLE_PROJECT_PYTHON_VENV", "1"}});
+    CHECK_THAT(log, Contains("RENDER alpha 2.1"));
+    return;
+  }
+  CHECK_FALSE(testenv::exists(w.venvs));
+}
+
+TEST_CASE("PYTHON_VENVS_DIR overrides venvs_dir", "[venv][flag]") {
+  VenvWorld w;
+  w.configure();
+  std::string other = w.tmp / "elsewhere";
+  auto log = w.compile(w.project("gamma\n"), true, "import gamma; print('RENDER', gamma.MESSAGE)",
+                       {{"PYTHON_VENVS_DIR", other}});
+  CHECK_THAT(log, Contains("render python: " + other + "/envs/"));
+  CHECK_FALSE(testenv::exists(w.venvs));
+}
+
+TEST_CASE("requirements.vrf is found by default and wins over requirements.txt", "[venv]") {
+  VenvWorld w;
+  w.configure();
+  auto dir = w.project("gamma\n", "requirements.vrf");
+  testenv::write_file(dir + "/requirements.txt", "alpha\n");
+  auto log = w.compile(dir, true, "import gamma; print('RENDER', gamma.MESSAGE)");
+  INFO(log);
+  CHECK_THAT(log, Contains("./requirements.vrf"));
+  CHECK_THAT(log, Contains("RENDER gamma here"));
+  CHECK_THAT(log, !Contains("Collecting alpha"));
+}
+
+TEST_CASE("a failed install falls back with pip's reason, keeps nothing, and recovers", "[venv]") {
+  VenvWorld w;
+  w.configure();
+  auto dir = w.project("alpha\nno-such-package==9.9\n");
+  int status = -1;
+  auto log = w.compile(dir, true, "print('RENDER ran on base')", {}, {}, &status);
+  INFO(log);
+  CHECK(status == 0);  // the compile itself did not fail
+  CHECK_THAT(
+      log,
+      Contains("ERROR: Could not find a version that satisfies the requirement no-such-package"));
+  CHECK_THAT(log, Contains("failed"));
+  CHECK_THAT(log, Contains("the render runs on the base interpreter"));
+  CHECK_THAT(log, Contains("render python: base"));
+  CHECK_THAT(log, Contains("RENDER ran on base"));
+  CHECK(w.env_dirs().empty());
+  // Fixing the file fixes the compile.
+  testenv::write_file(dir + "/requirements.txt", "alpha\n");
+  auto fixed = w.compile(dir);
+  CHECK_THAT(fixed, Contains("RENDER alpha 2.1"));
+}
+
+TEST_CASE("an install over caps.install_timeout_s is killed and falls back", "[venv][caps]") {
+  VenvWorld w;
+  testenv::IndexServer slow(w.index, 4000);
+  w.configure({"caps:", "  install_timeout_s: 2"}, slow.url());
+  auto start = std::chrono::steady_clock::now();
+  auto log = w.compile(w.project("alpha\n"), true, "print('RENDER ran')");
+  auto took = std::chrono::steady_clock::now() - start;
+  INFO(log);
+  CHECK_THAT(log, Contains("caps.install_timeout_s (2 s)"));
+  CHECK_THAT(log, Contains("RENDER ran"));
+  CHECK(took < std::chrono::seconds(30));
+  CHECK(w.env_dirs().empty());
+  CHECK(testenv::processes_mentioning(w.venvs).empty());
+}
+
+TEST_CASE("a venv over caps.max_venv_mb is not kept", "[venv][caps]") {
+  VenvWorld w;
+  w.configure({"caps:", "  max_venv_mb: 1"});
+  auto log = w.compile(w.project("bulky\n"), true, "print('RENDER ran')");
+  INFO(log);
+  CHECK_THAT(log, Contains("caps.max_venv_mb (1 MB)"));
+  CHECK_THAT(log, Contains("RENDER ran"));
+  CHECK(w.env_dirs().empty());
+}
+
+TEST_CASE("concurrent compiles of one new key: one install, every render sees the packages",
+          "[venv][concurrency]") {
+  VenvWorld w;
+  testenv::IndexServer server(w.index, 300);  // slow enough for the compiles to overlap
+  w.configure({}, server.url());
+  constexpr int kCompiles = 6;
+  std::vector<std::string> dirs;
+  for (int i = 0; i < kCompiles; ++i)
+    dirs.push_back(w.project("alpha\n"));
+  std::vector<std::string> logs(kCompiles);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kCompiles; ++i) {
+    threads.emplace_back([&, i] { logs[i] = w.compile(dirs[i]); });
+  }
+  for (auto& t : threads)
+    t.join();
+  int installs = 0;
+  int waited_or_reused = 0;
+  int waited = 0;
+  for (const auto& log : logs) {
+    INFO(log);
+    CHECK_THAT(log, Contains("RENDER alpha 2.1"));
+    installs += count_occurrences(log, kPipRan);
+    waited_or_reused += (log.find("reusing") != std::string::npos) ? 1 : 0;
+    waited += (log.find("waiting for another compile's build") != std::string::npos) ? 1 : 0;
+  }
+  CHECK(waited >= 1);  // they really overlapped
+  CHECK(installs == 1);
+  CHECK(waited_or_reused == kCompiles - 1);
+  CHECK(w.env_dirs().size() == 1);
+}
+
+TEST_CASE("a build killed with the host is rebuilt by the next compile, no installer left",
+          "[venv][crash]") {
+  VenvWorld w;
+  testenv::IndexServer slow(w.index, 1500);
+  w.configure({}, slow.url());
+  auto dir = w.project("alpha\n");
+  clsi::SpawnOptions o;
+  auto argv = w.runner_argv(dir, true, "print(1)");
+  o.executable = argv[0];
+  o.args.assign(argv.begin() + 1, argv.end());
+  o.env = {"PATH=/usr/bin:/bin"};
+  o.output_fd = 2;
+  std::error_code ec;
+  auto host = clsi::Child::spawn(o, ec);
+  REQUIRE(host);
+  // Kill it once pip is running.
+  bool building = false;
+  for (int i = 0; i < 400 && !building; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    building =
+        testenv::read_file(dir + "/output.log").find("Looking in indexes") != std::string::npos;
+  }
+  REQUIRE(building);
+  ::kill(host->pid(), SIGKILL);
+  host->wait();
+  // The installer dies with its parent (PR_SET_PDEATHSIG).
+  for (int i = 0; i < 100 && !testenv::processes_mentioning(w.venvs).empty(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  CHECK(testenv::processes_mentioning(w.venvs).empty());
+  REQUIRE(w.env_dirs().size() == 1);  // the half-built venv is there, without a record
+  CHECK(testenv::list_dir(w.venvs + "/envs").size() == 1);
+
+  auto log = w.compile(w.project("alpha\n"));
+  INFO(log);
+  CHECK_THAT(log, Contains("removing an unfinished build"));
+  CHECK_THAT(log, Contains("RENDER alpha 2.1"));
+}

@@ -1,0 +1,117 @@
+// A store, a package index and projects, for end-to-end tests through
+// clsi-runner with real python, real pip and a real index.
+#pragma once
+
+#include <sys/stat.h>
+
+#include <string>
+#include <vector>
+
+#include "test_env.hpp"
+
+namespace testenv {
+
+// Packages no test machine has seen: alpha depends on beta; gamma stands alone.
+inline const char* const kDefaultPackages = R"([
+  {"name": "alpha", "version": "1.0", "requires": ["beta>=2"],
+   "files": {"alpha/__init__.py": "import beta\nMESSAGE = 'alpha ' + beta.VERSION\n"}},
+  {"name": "beta", "version": "2.1",
+   "files": {"beta/__init__.py": "VERSION = '2.1'\n"}},
+  {"name": "gamma", "version": "0.3",
+   "files": {"gamma/__init__.py": "MESSAGE = 'gamma here'\n"}},
+  {"name": "bulky", "version": "1.0",
+   "files": {"bulky/__init__.py": "X = 1\n"}, "pad_bytes": 3000000}
+])";
+
+struct VenvWorld {
+  TempDir tmp;
+  std::string index = tmp / "index";
+  std::string venvs = tmp / "venvs";
+  std::string config = tmp / "plugin.yaml";
+  int projects = 0;
+
+  explicit VenvWorld(const std::string& packages = kDefaultPackages) {
+    make_index(index, packages);
+  }
+
+  [[nodiscard]] std::string file_index_url() const { return "file://" + index + "/simple/"; }
+
+  // Writes plugin.yaml: enabled, this world's store, the given index, extras.
+  void configure(const std::vector<std::string>& extra = {}, const std::string& index_url = "") {
+    std::vector<std::string> lines = {
+        "enabled: true", "venvs_dir: " + venvs,
+        "index_url: " + (index_url.empty() ? file_index_url() : index_url)};
+    lines.insert(lines.end(), extra.begin(), extra.end());
+    write_plugin_yaml(config, lines);
+  }
+
+  // A new compile directory holding `file_name` with `requirements`.
+  std::string project(const std::string& requirements,
+                      const std::string& file_name = "requirements.txt") {
+    std::string dir = tmp / ("project-" + std::to_string(++projects));
+    ::mkdir(dir.c_str(), 0755);
+    if (!file_name.empty()) write_file(dir + "/" + file_name, requirements);
+    return dir;
+  }
+
+  [[nodiscard]] std::vector<std::string> runner_argv(
+      const std::string& dir, bool allow, const std::string& code,
+      const std::vector<std::string>& extra = {}) const {
+    std::vector<std::string> a = {CLSI_RUNNER_PATH,
+                                  "--plugin",
+                                  CLSI_PLUGIN_PATH,
+                                  "--plugin-config",
+                                  config,
+                                  "--compile-dir",
+                                  dir,
+                                  "--project-id",
+                                  dir,
+                                  "--user-id",
+                                  "u1"};
+    if (allow) a.emplace_back("--allow-python-install");
+    a.insert(a.end(), extra.begin(), extra.end());
+    // The "render": run python code with $QUARTO_PYTHON, as Quarto would.
+    a.insert(a.end(), {"--", "sh", "-c",
+                       "echo \"render python: ${QUARTO_PYTHON:-base}\"; "
+                       "\"${QUARTO_PYTHON:-/usr/bin/python3}\" -c \"$0\"",
+                       code});
+    return a;
+  }
+
+  // Runs one compile through clsi-runner; returns output.log.
+  std::string compile(const std::string& dir, bool allow = true,
+                      const std::string& code = "import alpha; print('RENDER', alpha.MESSAGE)",
+                      const std::map<std::string, std::string>& env = {},
+                      const std::vector<std::string>& extra = {}, int* status = nullptr) const {
+    auto r = run(runner_argv(dir, allow, code, extra), env);
+    if (status) *status = r.status;
+    return read_file(dir + "/output.log") + r.output;
+  }
+
+  // venv directories (keys) present in the store.
+  [[nodiscard]] std::vector<std::string> env_dirs() const {
+    std::vector<std::string> out;
+    for (const auto& e : list_dir(venvs + "/envs")) {
+      if (e.find('.') == std::string::npos) out.push_back(e);
+    }
+    return out;
+  }
+};
+
+// Processes whose command line mentions `needle` (excluding zombies).
+inline std::vector<int> processes_mentioning(const std::string& needle) {
+  std::vector<int> out;
+  for (const auto& e : list_dir("/proc")) {
+    if (e.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::string cmd = read_file("/proc/" + e + "/cmdline");
+    for (auto& c : cmd)
+      c = c == '\0' ? ' ' : c;
+    std::string stat = read_file("/proc/" + e + "/stat");
+    auto close = stat.rfind(')');
+    bool zombie = close != std::string::npos && close + 2 < stat.size() && stat[close + 2] == 'Z';
+    if (!zombie && cmd.find(needle) != std::string::npos) out.push_back(std::stoi(e));
+  }
+  return out;
+}
+
+}  // namespace testenv
