@@ -24,18 +24,36 @@ namespace {
 // Runs in the forked child, before exec: only async-signal-safe calls.
 struct GroupLeaderInit {
   bool die_with_parent;
+  bool detach;
   pid_t parent;
+  const std::vector<int>* inherit;
+
+  bp::error_code on_setup(bp::posix::default_launcher& launcher, const bp::filesystem::path&,
+                          const char* const*) const {
+    for (int fd : *inherit)
+      launcher.fd_whitelist.push_back(fd);
+    return {};
+  }
 
   bp::error_code on_exec_setup(bp::posix::default_launcher& /*launcher*/,
                                const bp::filesystem::path& /*exe*/,
                                const char* const* /*argv*/) const {
-    if (::setpgid(0, 0) != 0) return {errno, bp::system_category()};
+    if (detach) {
+      if (::setsid() < 0) return {errno, bp::system_category()};
+      pid_t pid = ::fork();
+      if (pid < 0) return {errno, bp::system_category()};
+      if (pid > 0) ::_exit(0);  // the orphan goes on; exec errors still reach the parent
+    } else if (::setpgid(0, 0) != 0) {
+      return {errno, bp::system_category()};
+    }
     sigset_t none;
     sigemptyset(&none);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
     for (int sig : {SIGINT, SIGTERM, SIGPIPE, SIGCHLD, SIGHUP, SIGQUIT})
       ::signal(sig, SIG_DFL);
-    if (die_with_parent) {
+    for (int fd : *inherit)
+      ::fcntl(fd, F_SETFD, 0);
+    if (die_with_parent && !detach) {
       ::prctl(PR_SET_PDEATHSIG, SIGKILL);
       if (::getppid() != parent) ::_exit(127);  // parent died before prctl
     }
@@ -70,7 +88,7 @@ std::optional<Child> Child::spawn(const SpawnOptions& options, std::error_code& 
   boost::asio::io_context ctx;
   bp::posix::default_launcher launcher;
   launcher.env = envp.data();
-  GroupLeaderInit group{options.die_with_parent, ::getpid()};
+  GroupLeaderInit group{options.die_with_parent, options.detach, ::getpid(), &options.inherit_fds};
   bp::error_code bec;
   std::optional<bp::process> proc;
   if (options.cwd.empty()) {
@@ -87,6 +105,7 @@ std::optional<Child> Child::spawn(const SpawnOptions& options, std::error_code& 
   }
   Child child;
   child.pid_ = proc->id();
+  child.detached_ = options.detach;
   // Take ownership of the pid: Boost would SIGKILL only the leader on destruction.
   // Our own pidfd (Boost 1.81 exposes none); pidfds are close-on-exec.
   child.pidfd_.reset(static_cast<int>(::syscall(SYS_pidfd_open, child.pid_, 0)));
@@ -100,6 +119,7 @@ std::optional<Child> Child::spawn(const SpawnOptions& options, std::error_code& 
 
 Child::Child(Child&& other) noexcept
     : pid_(std::exchange(other.pid_, -1)),
+      detached_(other.detached_),
       status_(other.status_),
       pidfd_(std::move(other.pidfd_)),
       output_(std::move(other.output_)) {}
@@ -108,6 +128,7 @@ Child& Child::operator=(Child&& other) noexcept {
   if (this != &other) {
     if (pid_ > 0 && !status_) terminate(std::chrono::milliseconds(0));
     pid_ = std::exchange(other.pid_, -1);
+    detached_ = other.detached_;
     status_ = other.status_;
     pidfd_ = std::move(other.pidfd_);
     output_ = std::move(other.output_);
@@ -142,7 +163,7 @@ int Child::wait() {
 }
 
 void Child::signal_group(int sig) const {
-  if (pid_ > 0) ::kill(-pid_, sig);
+  if (pid_ > 0 && !detached_) ::kill(-pid_, sig);
 }
 
 int Child::terminate(std::chrono::milliseconds grace) {

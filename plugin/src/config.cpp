@@ -2,6 +2,8 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <climits>
+#include <cstdlib>
 #include <limits>
 #include <set>
 
@@ -114,6 +116,9 @@ void validate(const Config& c, const Reader& r) {
     }
   }
   if (c.venvs_dir.front() != '/') r.fail("venvs_dir", "must be an absolute path");
+  if (c.builder != "auto" && c.builder != "inline" && c.builder.front() != '/') {
+    r.fail("builder", "must be auto, inline or an absolute path, not '" + c.builder + "'");
+  }
   if (c.base_python.front() != '/') r.fail("base_python", "must be an absolute path");
   auto scheme = c.index_url.substr(0, c.index_url.find("://"));
   if (c.index_url.find("://") == std::string::npos ||
@@ -127,6 +132,10 @@ void validate(const Config& c, const Reader& r) {
 Expected<Config> load_config(const char* path, const GetEnv& getenv) {
   Config c;
   c.source = (path && *path) ? path : "(built-in defaults)";
+  if (path && *path) {
+    char real[PATH_MAX];
+    c.path = ::realpath(path, real) ? real : path;
+  }
   Reader r(c.source);
   try {
     if (path && *path) {
@@ -142,7 +151,8 @@ Expected<Config> load_config(const char* path, const GetEnv& getenv) {
       if (s && !s.IsNull()) {
         r.only_keys(s, "",
                     {"enabled", "venvs_dir", "base_python", "requirements_files", "index_url",
-                     "only_binary", "require_hashes", "render_reserve_s", "caps", "eviction"});
+                     "only_binary", "require_hashes", "render_reserve_s", "retry_failed_after_s",
+                     "builder", "caps", "eviction"});
         r.get(s["enabled"], "enabled", c.enabled);
         r.get(s["venvs_dir"], "venvs_dir", c.venvs_dir);
         r.get(s["base_python"], "base_python", c.base_python);
@@ -151,6 +161,8 @@ Expected<Config> load_config(const char* path, const GetEnv& getenv) {
         r.get(s["only_binary"], "only_binary", c.only_binary);
         r.get(s["require_hashes"], "require_hashes", c.require_hashes);
         r.get_int(s["render_reserve_s"], "render_reserve_s", c.render_reserve_s, 0);
+        r.get_int(s["retry_failed_after_s"], "retry_failed_after_s", c.retry_failed_after_s, 0);
+        r.get(s["builder"], "builder", c.builder);
         if (auto caps = s["caps"]; caps && !caps.IsNull()) {
           r.only_keys(caps, "caps",
                       {"install_timeout_s", "max_venv_mb", "max_packages", "max_requirements_bytes",
@@ -165,7 +177,8 @@ Expected<Config> load_config(const char* path, const GetEnv& getenv) {
                     c.caps.max_requirement_lines, 1);
         }
         if (auto ev = s["eviction"]; ev && !ev.IsNull()) {
-          r.only_keys(ev, "eviction", {"max_total_mb"});
+          r.only_keys(ev, "eviction", {"max_total_mb", "gc_after_build"});
+          r.get(ev["gc_after_build"], "eviction.gc_after_build", c.eviction.gc_after_build);
           r.get_int(ev["max_total_mb"], "eviction.max_total_mb", c.eviction.max_total_mb,
                     std::int64_t{0});
         }

@@ -21,6 +21,7 @@ struct Caps {
 
 struct Eviction {
   std::int64_t max_total_mb = 51200;  // LRU budget for all venvs together
+  bool gc_after_build = true;         // evict after a build when over budget
 };
 
 struct Config {
@@ -34,9 +35,16 @@ struct Config {
   // Seconds the compile keeps for the render after a build; the build gets
   // the rest of the compile's time (within caps.install_timeout_s).
   int render_reserve_s = 30;
+  // A failed build of a key is not retried for this long (0: always retry).
+  int retry_failed_after_s = 120;
+  // Who builds: "auto" (clsi-venvs next to the plugin, in the background, so
+  // a build can outlive the compile), "inline" (in the compile's hook), or
+  // the absolute path of a clsi-venvs binary.
+  std::string builder = "auto";
   Caps caps;
   Eviction eviction;
   std::string source;  // the file it was read from, for messages
+  std::string path;    // its absolute path; "" for built-in defaults
 };
 
 // Looks up an environment variable; nullptr when unset. A seam for tests.

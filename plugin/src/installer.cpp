@@ -1,6 +1,7 @@
 #include "installer.hpp"
 
 #include <algorithm>
+#include <cstdio>
 #include <ctime>
 #include <sstream>
 
@@ -21,6 +22,14 @@ std::string describe(const RunOutcome& r, const std::string& what,
   if (r.timed_out) return what + " did not finish within " + deadline_reason;
   if (!r.stopped_because.empty()) return r.stopped_because;
   return what + " failed (exit status " + std::to_string(Child::shell_status(r.wait_status)) + ")";
+}
+
+// pip learned --dry-run in 22.2.
+bool pip_supports_dry_run(const std::string& version) {
+  int major = 0;
+  int minor = 0;
+  if (std::sscanf(version.c_str(), "%d.%d", &major, &minor) < 1) return false;
+  return major > 22 || (major == 22 && minor >= 2);
 }
 
 }  // namespace
@@ -52,7 +61,7 @@ BuildResult Installer::build(const BuildRequest& req, const LineSink& log) const
   base.cwd = work->cwd();
   std::string first_error;  // pip's own words, for the closing line
   auto stream = [&](std::string_view line) {
-    log(line);
+    log("  " + std::string(line));
     if (first_error.empty() && line.substr(0, 6) == "ERROR:") first_error = line;
   };
 
@@ -63,31 +72,71 @@ BuildResult Installer::build(const BuildRequest& req, const LineSink& log) const
   mk.args = {"-I", "-m", "venv", "--system-site-packages"};
   if (!own_pip) mk.args.emplace_back("--without-pip");
   mk.args.push_back(venv);
-  if (own_pip) log("the base interpreter has no pip module; the venv gets its own pip (slower)");
+  if (own_pip)
+    log(note("the base interpreter has no pip module; the venv gets its own pip (slower)"));
   auto r = runner_(mk, req.deadline, stream, {});
   if (!r.ok()) return fail(describe(r, "creating the venv", req.deadline_reason));
 
-  // 2. pip, from the file the plugin wrote.
-  SpawnOptions pip = base;
-  pip.executable = venv + "/bin/python3";
-  pip.args = {"-I",
-              "-m",
-              "pip",
-              "install",
-              "--isolated",
-              "--no-input",
-              "--disable-pip-version-check",
-              "--no-color",
-              "--progress-bar",
-              "off",
-              "--no-cache-dir",
-              "--no-warn-script-location",
-              "--index-url",
-              config_.index_url};
-  if (config_.only_binary) pip.args.emplace_back("--only-binary=:all:");
-  if (config_.require_hashes) pip.args.emplace_back("--require-hashes");
-  pip.args.insert(pip.args.end(), {"-r", req_file});
+  // 2. pip, from the file the plugin wrote. The download cache lives on the
+  // volume: safe to share, because only the pinned index (and with
+  // only_binary, only wheels) can fill it.
+  auto pip_command = [&](std::initializer_list<std::string> extra) {
+    SpawnOptions pip = base;
+    pip.executable = venv + "/bin/python3";
+    pip.args = {"-I",
+                "-m",
+                "pip",
+                "install",
+                "--isolated",
+                "--no-input",
+                "--disable-pip-version-check",
+                "--no-color",
+                "--progress-bar",
+                "off",
+                "--no-warn-script-location",
+                "--cache-dir",
+                store_.pip_cache_dir(),
+                "--index-url",
+                config_.index_url};
+    if (config_.only_binary) pip.args.emplace_back("--only-binary=:all:");
+    if (config_.require_hashes) pip.args.emplace_back("--require-hashes");
+    pip.args.insert(pip.args.end(), extra);
+    pip.args.insert(pip.args.end(), {"-r", req_file});
+    return pip;
+  };
 
+  // 2a. Resolve first: caps.max_packages counts what would really be
+  // installed, dependencies included, before anything is.
+  if (pip_supports_dry_run(req.python.pip_version)) {
+    log(note("resolving the requirements (nothing is installed yet)"));
+    std::vector<std::string> would_install;
+    auto collect = [&](std::string_view line) {
+      constexpr std::string_view kWould = "Would install ";
+      if (line.substr(0, kWould.size()) == kWould) {
+        std::string rest(line.substr(kWould.size()));
+        std::istringstream words(rest);
+        for (std::string w; words >> w;)
+          would_install.push_back(w);
+      }
+      stream(line);
+    };
+    r = runner_(pip_command({"--dry-run"}), req.deadline, collect, {});
+    if (!r.ok()) {
+      std::string why = describe(r, "resolving the requirements", req.deadline_reason);
+      if (!first_error.empty() && !r.timed_out) why += ": " + first_error;
+      return fail(why);
+    }
+    if (static_cast<int>(would_install.size()) > config_.caps.max_packages) {
+      return fail("the requirements would install " + std::to_string(would_install.size()) +
+                  " packages, over caps.max_packages (" +
+                  std::to_string(config_.caps.max_packages) + ")");
+    }
+  } else {
+    log(note("pip " + req.python.pip_version +
+             " cannot resolve without installing; caps.max_packages is checked after the install"));
+  }
+
+  // 2b. Install, watching the venv's size while pip runs.
   const std::int64_t cap_bytes = config_.caps.max_venv_mb * 1024 * 1024;
   auto next_measure = std::chrono::steady_clock::now();
   PollHook watch_size = [&]() -> std::string {
@@ -100,7 +149,7 @@ BuildResult Installer::build(const BuildRequest& req, const LineSink& log) const
     }
     return {};
   };
-  r = runner_(pip, req.deadline, stream, watch_size);
+  r = runner_(pip_command({}), req.deadline, stream, watch_size);
   if (!r.ok()) {
     std::string why = describe(r, "pip install", req.deadline_reason);
     if (!first_error.empty() && !r.timed_out && r.stopped_because.empty())

@@ -15,6 +15,11 @@
 
 namespace clsi::venv {
 
+// The plugin's own lines in output.log start with this; pip's are indented.
+inline std::string note(std::string_view text) {
+  return "[python-venv] " + std::string(text);
+}
+
 struct BuildRequest {
   std::string key;
   std::vector<Requirement> requirements;

@@ -58,6 +58,11 @@ bool KeyLock::downgrade() {
   return set_lock(fd_.get(), F_RDLCK);
 }
 
+void KeyLock::forget() {
+  held_ = false;
+  fd_.reset();
+}
+
 void KeyLock::unlock() {
   if (held_) set_lock(fd_.get(), F_UNLCK);
   held_ = false;

@@ -29,6 +29,9 @@ class KeyLock {
   // Atomically turns an exclusive lock into a shared one.
   bool downgrade();
   void unlock();
+  // Closes this descriptor without unlocking: for a lock whose open file
+  // description a child process inherited and now holds.
+  void forget();
   [[nodiscard]] bool held() const { return held_; }
   [[nodiscard]] int fd() const { return fd_.get(); }
 

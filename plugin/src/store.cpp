@@ -7,7 +7,9 @@
 
 #include <cerrno>
 #include <cstring>
+#include <ctime>
 #include <filesystem>
+#include <fstream>
 #include <set>
 
 #include "isolation.hpp"
@@ -33,8 +35,8 @@ bool is_key(const std::string& s) {
 }  // namespace
 
 Expected<bool> Store::ensure_layout() const {
-  for (const auto& d :
-       {root_, envs_dir(), root_ + "/locks", probes_dir(), tmp_dir(), trash_dir()}) {
+  for (const auto& d : {root_, envs_dir(), root_ + "/locks", probes_dir(), tmp_dir(), trash_dir(),
+                        failures_dir(), logs_dir(), root_ + "/cache", pip_cache_dir()}) {
     if (::mkdir(d.c_str(), 0755) != 0 && errno != EEXIST) {
       return Error{"cannot create the venv store directory " + d + ": " + std::strerror(errno)};
     }
@@ -124,6 +126,41 @@ std::vector<std::string> Store::keys() const {
     if (is_key(name)) keys.insert(name);
   }
   return {keys.begin(), keys.end()};
+}
+
+Expected<bool> Store::remember_failure(const std::string& key, const std::string& reason) const {
+  std::string one_line = reason;
+  for (auto& c : one_line)
+    c = (c == '\n' || c == '\r') ? ' ' : c;
+  return write_file_atomically(failures_dir() + "/" + key,
+                               std::to_string(std::time(nullptr)) + "\n" + one_line + "\n");
+}
+
+std::optional<Failure> Store::recent_failure(const std::string& key, std::int64_t max_age_s) const {
+  std::ifstream in(failures_dir() + "/" + key);
+  Failure f;
+  std::string at;
+  if (!std::getline(in, at) || !std::getline(in, f.reason)) return std::nullopt;
+  f.at = std::atoll(at.c_str());
+  if (max_age_s <= 0 || std::time(nullptr) - f.at >= max_age_s) return std::nullopt;
+  f.retry_at = f.at + max_age_s;
+  return f;
+}
+
+void Store::forget_failure(const std::string& key) const {
+  ::unlink((failures_dir() + "/" + key).c_str());
+}
+
+void Store::append_event(std::string_view kind, const std::string& key, double value) const {
+  char line[256];
+  int n = std::snprintf(line, sizeof line, "%lld %.*s %s %.3f\n",
+                        static_cast<long long>(std::time(nullptr)), static_cast<int>(kind.size()),
+                        kind.data(), key.c_str(), value);
+  if (n <= 0 || n >= static_cast<int>(sizeof line)) return;
+  int fd = ::open(events_path().c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) return;  // statistics are best effort; a compile never fails for them
+  (void)!::write(fd, line, static_cast<std::size_t>(n));
+  ::close(fd);
 }
 
 std::int64_t disk_usage(const std::string& path) {

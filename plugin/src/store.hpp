@@ -8,11 +8,16 @@
 //   probes/<fingerprint>   cached facts about a base interpreter
 //   tmp/                   private build directories; leftovers are garbage
 //   trash/                 entries moved out of the way before deletion
+//   cache/pip/             pip's download cache, shared by all builds
+//   failures/<key>         the last failed build of a key: when, and why
+//   logs/<key>.log         output of the key's last build
+//   events.log             one line per hit, miss, build, failure (clsi-venvs stats)
 #pragma once
 
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "expected.hpp"
@@ -33,6 +38,12 @@ struct Record {
   std::int64_t size_bytes = 0;
 };
 
+struct Failure {
+  std::int64_t at = 0;        // unix seconds
+  std::int64_t retry_at = 0;  // unix seconds
+  std::string reason;
+};
+
 class Store {
  public:
   explicit Store(std::string root) : root_(std::move(root)) {}
@@ -49,6 +60,13 @@ class Store {
   [[nodiscard]] std::string probes_dir() const { return root_ + "/probes"; }
   [[nodiscard]] std::string tmp_dir() const { return root_ + "/tmp"; }
   [[nodiscard]] std::string trash_dir() const { return root_ + "/trash"; }
+  [[nodiscard]] std::string pip_cache_dir() const { return root_ + "/cache/pip"; }
+  [[nodiscard]] std::string failures_dir() const { return root_ + "/failures"; }
+  [[nodiscard]] std::string logs_dir() const { return root_ + "/logs"; }
+  [[nodiscard]] std::string build_log_path(const std::string& key) const {
+    return logs_dir() + "/" + key + ".log";
+  }
+  [[nodiscard]] std::string events_path() const { return root_ + "/events.log"; }
 
   // Creates the store's directories (mode 0755) if missing.
   [[nodiscard]] Expected<bool> ensure_layout() const;
@@ -61,6 +79,14 @@ class Store {
   [[nodiscard]] std::optional<Record> read_record(const std::string& key) const;
   // Marks the venv used now (mtime of the record).
   void touch(const std::string& key) const;
+  // Failure memory: a failed build is not retried for a while.
+  [[nodiscard]] Expected<bool> remember_failure(const std::string& key,
+                                                const std::string& reason) const;
+  [[nodiscard]] std::optional<Failure> recent_failure(const std::string& key,
+                                                      std::int64_t max_age_s) const;
+  void forget_failure(const std::string& key) const;
+  // Appends "<unix time> <kind> <key> <value>" to events.log (best effort).
+  void append_event(std::string_view kind, const std::string& key, double value = 0) const;
   // Keys that have a venv directory or a record.
   [[nodiscard]] std::vector<std::string> keys() const;
 

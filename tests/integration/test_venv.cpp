@@ -5,6 +5,7 @@
 
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <optional>
 #include <thread>
 
 #include "venv_world.hpp"
@@ -206,28 +207,28 @@ TEST_CASE("concurrent compiles of one new key: one install, every render sees th
   }
   for (auto& t : threads)
     t.join();
-  int installs = 0;
+  int started = 0;
   int waited_or_reused = 0;
   int waited = 0;
   for (const auto& log : logs) {
     INFO(log);
     CHECK_THAT(log, Contains("RENDER alpha 2.1"));
-    installs += count_occurrences(log, kPipRan);
+    started += count_occurrences(log, "yet; building environment");
     waited_or_reused += (log.find("reusing") != std::string::npos) ? 1 : 0;
     waited += (log.find("waiting for another compile's build") != std::string::npos) ? 1 : 0;
   }
   CHECK(waited >= 1);  // they really overlapped
-  CHECK(installs == 1);
+  CHECK(started == 1);
+  CHECK(count_occurrences(testenv::read_file(w.venvs + "/events.log"), " build ") == 1);
   CHECK(waited_or_reused == kCompiles - 1);
   CHECK(w.env_dirs().size() == 1);
 }
 
-TEST_CASE("a build killed with the host is rebuilt by the next compile, no installer left",
-          "[venv][crash]") {
-  VenvWorld w;
-  testenv::IndexServer slow(w.index, 1500);
-  w.configure({}, slow.url());
-  auto dir = w.project("alpha\n");
+namespace {
+
+// Starts clsi-runner for `dir` in the background and waits until pip runs.
+std::optional<clsi::Child> start_compile_until_pip_runs(const VenvWorld& w,
+                                                        const std::string& dir) {
   clsi::SpawnOptions o;
   auto argv = w.runner_argv(dir, true, "print(1)");
   o.executable = argv[0];
@@ -236,27 +237,64 @@ TEST_CASE("a build killed with the host is rebuilt by the next compile, no insta
   o.output_fd = 2;
   std::error_code ec;
   auto host = clsi::Child::spawn(o, ec);
-  REQUIRE(host);
-  // Kill it once pip is running.
-  bool building = false;
-  for (int i = 0; i < 400 && !building; ++i) {
+  for (int i = 0; host && i < 400; ++i) {
+    if (testenv::read_file(dir + "/output.log").find("Looking in indexes") != std::string::npos) {
+      return host;
+    }
     std::this_thread::sleep_for(std::chrono::milliseconds(25));
-    building =
-        testenv::read_file(dir + "/output.log").find("Looking in indexes") != std::string::npos;
   }
-  REQUIRE(building);
-  ::kill(host->pid(), SIGKILL);
-  host->wait();
-  // The installer dies with its parent (PR_SET_PDEATHSIG).
-  for (int i = 0; i < 100 && !testenv::processes_mentioning(w.venvs).empty(); ++i) {
+  return std::nullopt;
+}
+
+void wait_until_no_process_mentions(const std::string& needle, int seconds) {
+  for (int i = 0; i < seconds * 20 && !testenv::processes_mentioning(needle).empty(); ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
+}
+
+}  // namespace
+
+TEST_CASE("a host killed with SIGKILL mid-build: the next compile gets a working venv",
+          "[venv][crash]") {
+  VenvWorld w;
+  testenv::IndexServer slow(w.index, 700);
+  w.configure({}, slow.url());
+  auto dir = w.project("alpha\n");
+  auto host = start_compile_until_pip_runs(w, dir);
+  REQUIRE(host);
+  ::kill(host->pid(), SIGKILL);
+  host->wait();
+
+  auto log = w.compile(w.project("alpha\n"));
+  INFO(log);
+  CHECK_THAT(log, Contains("RENDER alpha 2.1"));
+  // The build went on in the background; once it is done nothing is left running.
+  wait_until_no_process_mentions(w.venvs, 10);
   CHECK(testenv::processes_mentioning(w.venvs).empty());
-  REQUIRE(w.env_dirs().size() == 1);  // the half-built venv is there, without a record
-  CHECK(testenv::list_dir(w.venvs + "/envs").size() == 1);
+  CHECK(w.env_dirs().size() == 1);
+}
+
+TEST_CASE("a build killed outright leaves a leftover that the next compile removes and rebuilds",
+          "[venv][crash]") {
+  VenvWorld w;
+  testenv::IndexServer slow(w.index, 1500);
+  w.configure({}, slow.url());
+  auto dir = w.project("alpha\n");
+  auto host = start_compile_until_pip_runs(w, dir);
+  REQUIRE(host);
+  // Kill everything: the host, the background builder and pip (a machine crash).
+  ::kill(host->pid(), SIGKILL);
+  host->wait();
+  for (int pid : testenv::processes_mentioning(w.venvs))
+    ::kill(pid, SIGKILL);
+  wait_until_no_process_mentions(w.venvs, 10);
+  REQUIRE(testenv::processes_mentioning(w.venvs).empty());
+  REQUIRE(w.env_dirs().size() == 1);  // the half-built venv, without a record
+  CHECK_FALSE(testenv::exists(w.venvs + "/envs/" + w.env_dirs()[0] + ".complete"));
 
   auto log = w.compile(w.project("alpha\n"));
   INFO(log);
   CHECK_THAT(log, Contains("removing an unfinished build"));
   CHECK_THAT(log, Contains("RENDER alpha 2.1"));
+  CHECK(testenv::exists(w.venvs + "/envs/" + w.env_dirs()[0] + ".complete"));
 }

@@ -27,6 +27,12 @@ struct SpawnOptions {
   // The child gets SIGKILL when the thread that spawned it exits
   // (PR_SET_PDEATHSIG). Leave on unless the child is deliberately detached.
   bool die_with_parent = true;
+  // Detached: the program runs in a new session as an orphan (double fork),
+  // so it outlives this process; the Child then only tracks the short-lived
+  // intermediate. Implies !die_with_parent.
+  bool detach = false;
+  // Descriptors the program inherits at the same numbers (all others close).
+  std::vector<int> inherit_fds;
 };
 
 class Child {
@@ -62,6 +68,7 @@ class Child {
  private:
   Child() = default;
   int pid_ = -1;
+  bool detached_ = false;  // the group is the orphan's: never signalled from here
   std::optional<int> status_;
   UniqueFd pidfd_;
   UniqueFd output_;

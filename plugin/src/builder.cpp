@@ -1,0 +1,75 @@
+#include "builder.hpp"
+
+#include <sys/stat.h>
+
+#include "eviction.hpp"
+#include "key.hpp"
+
+namespace clsi::venv {
+
+void set_install_deadline(const Config& config, BuildRequest& request) {
+  request.deadline =
+      std::chrono::steady_clock::now() + std::chrono::seconds(config.caps.install_timeout_s);
+  request.deadline_reason =
+      "caps.install_timeout_s (" + std::to_string(config.caps.install_timeout_s) + " s)";
+}
+
+BuildOutcome build_locked(const Config& config, const Store& store, const ProcessRunner& runner,
+                          const BuildRequest& request, const LineSink& log) {
+  BuildOutcome out;
+  const std::string id = short_key(request.key);
+  struct stat st {};
+  if (store.is_complete(request.key)) {
+    log(note("environment " + id + " no longer matches the base interpreter; rebuilding it"));
+  } else if (::lstat(store.env_dir(request.key).c_str(), &st) == 0) {
+    log(note("removing an unfinished build of environment " + id +
+             " left by an interrupted build"));
+  }
+  if (auto removed = store.remove_env(request.key); !removed) {
+    out.failure = removed.error();
+    return out;
+  }
+  log(note("building environment " + id + " (" + std::to_string(request.requirements.size()) +
+           " requirement(s))"));
+  Installer installer(config, store, runner);
+  auto built = installer.build(request, log);
+  if (built.ok) {
+    if (auto w = store.write_record(built.record); !w) {
+      (void)store.remove_env(request.key);
+      built.ok = false;
+      built.failure = "could not mark the environment complete: " + w.error();
+    }
+  }
+  if (!built.ok) {
+    out.failure = built.failure;
+    (void)store.remember_failure(request.key, built.failure);
+    store.append_event("failure", request.key);
+    log(note("building environment " + id + " failed: " + built.failure));
+    return out;
+  }
+  store.forget_failure(request.key);
+  store.append_event("build", request.key, built.record.build_seconds);
+  char secs[32];
+  std::snprintf(secs, sizeof secs, "%.1f", built.record.build_seconds);
+  log(note("built environment " + id + " in " + secs + " s (" +
+           std::to_string(built.record.installed.size()) + " package(s), " +
+           std::to_string(built.record.size_bytes / (1024 * 1024)) + " MB)"));
+  out.ok = true;
+  out.record = std::move(built.record);
+
+  if (config.eviction.gc_after_build) {
+    auto usage = store_usage(store);
+    if (usage.total_bytes > config.eviction.max_total_mb * 1024 * 1024) {
+      log(note("the store is over eviction.max_total_mb (" +
+               std::to_string(config.eviction.max_total_mb) +
+               " MB); evicting the least recently used environments"));
+      auto report =
+          collect_garbage(store, config.eviction.max_total_mb * 1024 * 1024, false, {request.key});
+      for (const auto& line : report.lines)
+        log(note("gc: " + line));
+    }
+  }
+  return out;
+}
+
+}  // namespace clsi::venv
