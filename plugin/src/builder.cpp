@@ -7,6 +7,16 @@
 
 namespace clsi::venv {
 
+std::string human_size(std::int64_t bytes) {
+  char buf[32];
+  if (bytes < 1024 * 1024) {
+    std::snprintf(buf, sizeof buf, "%lld KB", static_cast<long long>((bytes + 1023) / 1024));
+  } else {
+    std::snprintf(buf, sizeof buf, "%.1f MB", static_cast<double>(bytes) / (1024.0 * 1024.0));
+  }
+  return buf;
+}
+
 void set_install_deadline(const Config& config, BuildRequest& request) {
   request.deadline =
       std::chrono::steady_clock::now() + std::chrono::seconds(config.caps.install_timeout_s);
@@ -53,7 +63,7 @@ BuildOutcome build_locked(const Config& config, const Store& store, const Proces
   std::snprintf(secs, sizeof secs, "%.1f", built.record.build_seconds);
   log(note("built environment " + id + " in " + secs + " s (" +
            std::to_string(built.record.installed.size()) + " package(s), " +
-           std::to_string(built.record.size_bytes / (1024 * 1024)) + " MB)"));
+           human_size(built.record.size_bytes) + ")"));
   out.ok = true;
   out.record = std::move(built.record);
 

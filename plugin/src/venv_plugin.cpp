@@ -137,6 +137,8 @@ std::unique_ptr<VenvPlugin> VenvPlugin::create(const HostServices& host, const c
 
 clsi_status VenvPlugin::fall_back(CompileContext& ctx, const std::string& why) const {
   ctx.append(note(why));
+  // Name the base interpreter explicitly, so the render runs where we say it does.
+  ctx.set_env("QUARTO_PYTHON", config_.base_python);
   ctx.append(note("the render runs on the base interpreter (" + config_.base_python + ")"));
   return CLSI_STATUS_FELL_BACK;
 }
@@ -238,7 +240,7 @@ clsi_status VenvPlugin::build_or_wait(CompileContext& ctx, const Want& want, Key
       lock.unlock();
       if (auto f = store_.recent_failure(want.key, config_.retry_failed_after_s)) {
         if (launched)
-          return fall_back(ctx, "building environment " + want.id + " failed: " + f->reason);
+          return fall_back(ctx, "environment " + want.id + " could not be built (see above)");
         return fall_back(ctx, "the last build of environment " + want.id + " failed at " +
                                   utc_time(f->at) + ": " + f->reason +
                                   "; it is tried again after " + utc_time(f->retry_at) +

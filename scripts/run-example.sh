@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# Renders examples/project through clsi-runner with the python-venv plugin on,
+# twice: the first compile builds the project's venv from a local package index
+# (built here from examples/packages/), the second reuses it.
+#
+# Installs what is missing (scripts/install-deps.sh) and brings build/ up to
+# date first. Everything it writes is under
+# examples/out/ (git-ignored), and it starts from scratch every time.
+# Uses `quarto` when it is on PATH, else examples/tools/quarto-standin.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+out=$root/examples/out
+runner=$root/build/bin/clsi-runner
+plugin=$root/build/lib/clsi_python_venv.so
+
+# The example decides its own configuration: overrides from the caller's
+# environment would send it to another store or switch it off.
+unset PYTHON_VENVS_DIR OVERLEAF_ENABLE_PROJECT_PYTHON_VENV QUARTO_PYTHON
+
+echo "== dependencies"
+bash scripts/install-deps.sh
+
+echo "== build (build/)"
+cmake -S . -B build >/dev/null
+cmake --build build -j"$(nproc 2>/dev/null || echo 2)"
+
+echo "== clean: examples/out/compile-*, venvs, index, plugin.yaml"
+rm -rf "$out"/compile-* "$out/venvs" "$out/index" "$out/plugin.yaml"
+mkdir -p "$out"
+
+echo "== local package index: examples/out/index (from examples/packages/)"
+sources=()
+for p in "$root"/examples/packages/*/pyproject.toml; do sources+=(--source "$(dirname "$p")"); done
+python3 examples/tools/mkindex.py "$out/index" "${sources[@]}" | sed "s|^$root/||"
+
+echo "== plugin configuration: examples/out/plugin.yaml (from examples/plugin.yaml)"
+python3 - "$root/examples/plugin.yaml" "$out/plugin.yaml" "$out" <<'EOF'
+import sys, urllib.parse
+template, target, out = sys.argv[1:]
+if '"' in out or "\\" in out:
+    sys.exit("run-example.sh: the path %s cannot go into a YAML string as it is" % out)
+text = open(template).read()
+text = text.replace("@EXAMPLE_OUT_URL@", urllib.parse.quote(out)).replace("@EXAMPLE_OUT@", out)
+open(target, "w").write(text)
+EOF
+grep -E '^\s*(enabled|venvs_dir|index_url):' "$out/plugin.yaml"
+
+if command -v quarto >/dev/null 2>&1; then
+  render=(quarto render report.qmd)
+  echo "== renderer: $(command -v quarto)"
+else
+  render=("$root/examples/tools/quarto-standin" render report.qmd)
+  echo "== renderer: quarto is not on PATH; using the stand-in examples/tools/quarto-standin"
+fi
+
+# compile N: a fresh copy of the project in examples/out/compile-N, rendered
+# through clsi-runner; prints its output.log; returns the runner's status.
+compile() {
+  local dir=$out/compile-$1 status=0
+  cp -r "$root/examples/project" "$dir"
+  echo
+  echo "== compile $1: examples/out/compile-$1"
+  "$runner" --plugin "$plugin" --plugin-config "$out/plugin.yaml" --compile-dir "$dir" \
+    --project-id example --user-id owner --allow-python-install --timeout 300 \
+    -- "${render[@]}" || status=$?
+  echo "-- examples/out/compile-$1/output.log (clsi-runner exit status $status)"
+  cat "$dir/output.log" 2>/dev/null || echo "(no output.log)"
+  return "$status"
+}
+
+status1=0 status2=0
+compile 1 || status1=$?
+if [ -f "$out/compile-1/report.md" ]; then
+  echo "-- examples/out/compile-1/report.md (rendered by the stand-in)"
+  cat "$out/compile-1/report.md"
+fi
+compile 2 || status2=$?
+
+echo
+echo "== summary"
+for n in 1 2; do
+  echo "compile $n:"
+  grep -F '[python-venv]' "$out/compile-$n/output.log" | sed 's/^/  /' || echo "  (no [python-venv] lines)"
+done
+ok=1
+[ "$status1" -eq 0 ] || { echo "FAILED: compile 1 exited with status $status1"; ok=0; }
+[ "$status2" -eq 0 ] || { echo "FAILED: compile 2 exited with status $status2"; ok=0; }
+if ! grep -qE '^\[python-venv\] .*reusing' "$out/compile-2/output.log"; then
+  echo "FAILED: compile 2 did not reuse the environment built by compile 1"
+  ok=0
+fi
+if ! grep -qiE '^\[python-venv\] .*(building|built)' "$out/compile-1/output.log"; then
+  echo "FAILED: compile 1 did not build an environment"
+  ok=0
+fi
+for n in 1 2; do
+  if ! grep -qF 'environment: QUARTO_PYTHON set by python-venv' "$out/compile-$n/output.log"; then
+    echo "FAILED: compile $n ran without QUARTO_PYTHON from the plugin"
+    ok=0
+  elif [ "${render[0]}" != quarto ] &&
+    ! grep -qF "using interpreter $out/venvs/" "$out/compile-$n/output.log"; then
+    echo "FAILED: the stand-in in compile $n did not run an interpreter under examples/out/venvs"
+    ok=0
+  fi
+done
+if [ "$ok" -eq 1 ]; then
+  echo "OK: compile 1 built the environment, compile 2 reused it; both renders succeeded."
+  exit 0
+fi
+exit 1
