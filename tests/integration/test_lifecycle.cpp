@@ -1,0 +1,204 @@
+// The store over time: clsi-venvs (list, gc, warm, remove, stats), failure
+// memory, and builds that outlive the compile that started them.
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <ctime>
+#include <thread>
+
+#include "venv_world.hpp"
+
+using Catch::Contains;
+using testenv::VenvWorld;
+
+namespace {
+
+const std::string kVenvsTool = std::string(CLSI_BUILD_DIR) + "/bin/clsi-venvs";
+
+testenv::CommandResult venvs_tool(const VenvWorld& w, std::vector<std::string> args) {
+  args.insert(args.begin(), kVenvsTool);
+  args.insert(args.begin() + 2, {"--config", w.config});
+  return testenv::run(args);
+}
+
+// The key of the only venv whose record lists `requirement`.
+std::string key_with(const VenvWorld& w, const std::string& requirement) {
+  std::string found;
+  for (const auto& key : w.env_dirs()) {
+    auto record = testenv::read_file(w.venvs + "/envs/" + key + ".complete");
+    if (record.find("requested:\n  - \"" + requirement + "\"\n") != std::string::npos) found = key;
+  }
+  return found;
+}
+
+void set_last_used(const VenvWorld& w, const std::string& key, std::time_t when) {
+  timespec times[2] = {{when, 0}, {when, 0}};
+  REQUIRE(::utimensat(AT_FDCWD, (w.venvs + "/envs/" + key + ".complete").c_str(), times, 0) == 0);
+}
+
+}  // namespace
+
+TEST_CASE("gc with a budget removes exactly the least recently used venv", "[lifecycle][gc]") {
+  VenvWorld w;
+  w.configure();
+  // Three venvs of about 3 MB each (bulky carries 3 MB of data).
+  w.compile(w.project("bulky\nalpha\n"), true, "print(1)");
+  w.compile(w.project("bulky\ngamma\n"), true, "print(1)");
+  w.compile(w.project("bulky\n"), true, "print(1)");
+  REQUIRE(w.env_dirs().size() == 3);
+  // Built last, but used longest ago: use, not creation, decides.
+  std::string oldest = key_with(w, "bulky");
+  REQUIRE_FALSE(oldest.empty());
+  auto now = std::time(nullptr);
+  for (const auto& key : w.env_dirs())
+    set_last_used(w, key, now - 60);
+  set_last_used(w, oldest, now - 3600);
+
+  auto r = venvs_tool(w, {"gc", "--max-total-mb", "7"});
+  INFO(r.output);
+  CHECK(r.status == 0);
+  auto left = w.env_dirs();
+  CHECK(left.size() == 2);
+  CHECK(std::find(left.begin(), left.end(), oldest) == left.end());
+  CHECK_THAT(r.output, Contains("removed " + oldest.substr(0, 12)));
+  CHECK_FALSE(testenv::exists(w.venvs + "/envs/" + oldest + ".complete"));
+  // Nothing half-deleted remains in the store's trash.
+  CHECK(testenv::list_dir(w.venvs + "/trash").empty());
+}
+
+TEST_CASE("gc --dry-run reports and removes nothing", "[lifecycle][gc]") {
+  VenvWorld w;
+  w.configure();
+  w.compile(w.project("gamma\n"), true, "print(1)");
+  auto r = venvs_tool(w, {"gc", "--max-total-mb", "0", "--dry-run"});
+  CHECK(r.status == 0);
+  CHECK_THAT(r.output, Contains("would remove"));
+  CHECK(w.env_dirs().size() == 1);
+}
+
+TEST_CASE("a venv in use by a running compile survives gc --max-total-mb 0", "[lifecycle][gc]") {
+  VenvWorld w;
+  w.configure();
+  w.compile(w.project("gamma\n"), true, "print(1)");
+  w.compile(w.project("alpha\n"), true, "print(1)");
+  REQUIRE(w.env_dirs().size() == 2);
+  std::string in_use = key_with(w, "gamma");
+
+  // A compile that renders for a while on the gamma venv.
+  auto dir = w.project("gamma\n");
+  std::string started = w.tmp / "render-started";
+  std::thread compile([&] {
+    w.compile(
+        dir, true,
+        "import gamma, time, pathlib; pathlib.Path('" + started + "').touch(); time.sleep(4)");
+  });
+  for (int i = 0; i < 200 && !testenv::exists(started); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  }
+  REQUIRE(testenv::exists(started));
+  auto r = venvs_tool(w, {"gc", "--max-total-mb", "0"});
+  compile.join();
+  INFO(r.output);
+  CHECK_THAT(r.output, Contains("kept " + in_use.substr(0, 12) + ": in use"));
+  REQUIRE(w.env_dirs().size() == 1);
+  CHECK(w.env_dirs()[0] == in_use);
+  CHECK(testenv::exists(w.venvs + "/envs/" + in_use + ".complete"));
+  // Once the compile is over, it can go.
+  r = venvs_tool(w, {"gc", "--max-total-mb", "0"});
+  CHECK(w.env_dirs().empty());
+}
+
+TEST_CASE("list, stats and remove describe and manage the store", "[lifecycle][admin]") {
+  VenvWorld w;
+  w.configure();
+  w.compile(w.project("alpha\n"));
+  w.compile(w.project("alpha\n"));  // a hit
+  std::string key = w.env_dirs().at(0);
+
+  auto list = venvs_tool(w, {"list"});
+  CHECK(list.status == 0);
+  CHECK_THAT(list.output, Contains(key.substr(0, 12)));
+  CHECK_THAT(list.output, Contains("complete"));
+  CHECK_THAT(list.output, Contains("alpha"));
+  auto json = venvs_tool(w, {"list", "--json"});
+  CHECK_THAT(json.output, Contains("\"key\": \"" + key + "\""));
+  CHECK_THAT(json.output, Contains("\"beta==2.1\""));
+
+  auto stats = venvs_tool(w, {"stats", "--json"});
+  CHECK_THAT(stats.output, Contains("\"hits\": 1"));
+  CHECK_THAT(stats.output, Contains("\"misses\": 1"));
+  CHECK_THAT(stats.output, Contains("\"builds\": 1"));
+  auto prom = venvs_tool(w, {"stats", "--prometheus"});
+  CHECK_THAT(prom.output, Contains("# TYPE clsi_venv_cache_hits_total counter"));
+  CHECK_THAT(prom.output, Contains("clsi_venv_cache_hits_total 1\n"));
+  CHECK_THAT(prom.output, Contains("clsi_venv_build_seconds{quantile=\"0.5\"}"));
+
+  auto removed = venvs_tool(w, {"remove", key.substr(0, 12)});
+  CHECK(removed.status == 0);
+  CHECK(w.env_dirs().empty());
+  auto missing = venvs_tool(w, {"remove", key.substr(0, 12)});
+  CHECK(missing.status != 0);
+  CHECK_THAT(missing.output, Contains("no environment"));
+}
+
+TEST_CASE("warm builds ahead of demand with a compile's validation", "[lifecycle][admin]") {
+  VenvWorld w;
+  w.configure();
+  testenv::write_file(w.tmp / "reqs/requirements.txt", "alpha\n");
+  auto r = venvs_tool(w, {"warm", w.tmp / "reqs/requirements.txt"});
+  INFO(r.output);
+  CHECK(r.status == 0);
+  CHECK_THAT(r.output, Contains("built environment"));
+  auto log = w.compile(w.project("alpha\n"));
+  CHECK_THAT(log, Contains("reusing environment"));
+  CHECK_THAT(log, Contains("RENDER alpha 2.1"));
+
+  testenv::write_file(w.tmp / "bad/requirements.txt", "alpha\n--index-url http://127.0.0.1:9/\n");
+  auto bad = venvs_tool(w, {"warm", w.tmp / "bad/requirements.txt"});
+  CHECK(bad.status != 0);
+  CHECK_THAT(bad.output, Contains("./requirements.txt:2: refused"));
+}
+
+TEST_CASE("a failed build is remembered and not retried in a loop", "[lifecycle][failure]") {
+  VenvWorld w;
+  w.configure({"retry_failed_after_s: 600"});
+  auto dir = w.project("no-such-package\n");
+  auto first = w.compile(dir, true, "print('RENDER ran')");
+  REQUIRE_THAT(first, Contains("Looking in indexes"));
+  auto second = w.compile(dir, true, "print('RENDER ran')");
+  INFO(second);
+  CHECK_THAT(second, Contains("the last build of environment"));
+  CHECK_THAT(second, Contains("no-such-package"));  // the remembered reason
+  CHECK_THAT(second, Contains("it is tried again after"));
+  CHECK_THAT(second, !Contains("Looking in indexes"));  // pip did not run
+  CHECK_THAT(second, Contains("RENDER ran"));
+
+  SECTION("with retry_failed_after_s: 0 every compile retries") {
+    w.configure({"retry_failed_after_s: 0"});
+    auto third = w.compile(dir, true, "print('RENDER ran')");
+    CHECK_THAT(third, Contains("Looking in indexes"));
+  }
+}
+
+TEST_CASE("a build cut short by the compile's deadline finishes in the background",
+          "[lifecycle][background]") {
+  VenvWorld w;
+  testenv::IndexServer slow(w.index, 1200);
+  w.configure({"render_reserve_s: 3"}, slow.url());
+  int status = -1;
+  auto first =
+      w.compile(w.project("alpha\n"), true, "print('RENDER ran')", {}, {"--timeout", "5"}, &status);
+  INFO(first);
+  CHECK(status == 0);
+  CHECK_THAT(first, Contains("being prepared in the background"));
+  CHECK_THAT(first, Contains("compile again shortly"));
+  CHECK_THAT(first, Contains("RENDER ran"));
+  // The next compile, with time to spare, waits for that same build and uses it.
+  auto second = w.compile(w.project("alpha\n"));
+  INFO(second);
+  CHECK_THAT(second, Contains("RENDER alpha 2.1"));
+  CHECK_THAT(second, !Contains("yet; building environment"));
+  CHECK(testenv::count_occurrences(testenv::read_file(w.venvs + "/events.log"), " build ") == 1);
+}
