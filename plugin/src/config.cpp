@@ -54,11 +54,16 @@ class Reader {
       size_t used = 0;
       long long v = std::stoll(s, &used, 10);
       if (used != s.size()) throw std::invalid_argument(s);
-      if (v < static_cast<long long>(min) ||
-          v > static_cast<long long>(std::numeric_limits<Int>::max())) {
+      if (v < static_cast<long long>(min)) {
         fail(key, "must be at least " + std::to_string(min) + ", got " + s);
       }
+      if (v > static_cast<long long>(std::numeric_limits<Int>::max())) {
+        fail(key,
+             "must be at most " + std::to_string(std::numeric_limits<Int>::max()) + ", got " + s);
+      }
       out = static_cast<Int>(v);
+    } catch (const std::out_of_range&) {
+      fail(key, "the number " + s + " is out of range");
     } catch (const std::logic_error&) {
       fail(key, "expected an integer, got '" + s + "'");
     }

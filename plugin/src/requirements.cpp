@@ -1,6 +1,7 @@
 #include "requirements.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <optional>
 #include <set>
 
@@ -28,6 +29,52 @@ std::string quote_excerpt(std::string_view s) {
   std::string out(s.substr(0, kMax));
   if (s.size() > kMax) out += "...";
   return "'" + out + "'";
+}
+
+// What Python's str.splitlines() would break a line at, and what is not UTF-8,
+// anywhere in a line, its comment included: the parser must see the same
+// lines as any other reader of the file. Other non-ASCII text is allowed in
+// comments (classify_hostile refuses it in requirements).
+std::optional<Refusal> line_breaking_or_invalid(std::string_view line) {
+  for (std::size_t i = 0; i < line.size(); ++i) {
+    auto c = static_cast<unsigned char>(line[i]);
+    if ((c < 0x20 && c != '\t') || c == 0x7f) {
+      return Refusal{0, "a control character (byte " + std::to_string(c) + ")",
+                     "control characters can split or hide lines"};
+    }
+    if (c < 0x80) continue;
+    auto at = [&](std::size_t k) {
+      return i + k < line.size() ? static_cast<unsigned char>(line[i + k]) : 0;
+    };
+    auto cont = [&](std::size_t k, unsigned char lo = 0x80, unsigned char hi = 0xbf) {
+      return at(k) >= lo && at(k) <= hi;
+    };
+    std::size_t len = 0;
+    if (c >= 0xc2 && c <= 0xdf && cont(1)) {
+      len = 2;
+    } else if (c >= 0xe0 && c <= 0xef &&
+               cont(1, c == 0xe0 ? 0xa0 : 0x80, c == 0xed ? 0x9f : 0xbf) && cont(2)) {
+      len = 3;
+    } else if (c >= 0xf0 && c <= 0xf4 &&
+               cont(1, c == 0xf0 ? 0x90 : 0x80, c == 0xf4 ? 0x8f : 0xbf) && cont(2) && cont(3)) {
+      len = 4;
+    } else {
+      return Refusal{0, "invalid UTF-8 (a non-ASCII byte " + std::to_string(c) + ")",
+                     "a requirements file is UTF-8 text, and requirement lines are plain ASCII"};
+    }
+    std::string_view seq = line.substr(i, len);
+    if (seq == "\xc2\x85" || seq == "\xe2\x80\xa8" || seq == "\xe2\x80\xa9") {
+      return Refusal{0,
+                     std::string("a non-ASCII line separator (U+") +
+                         (seq.size() == 2    ? "0085"
+                          : seq[2] == '\xa8' ? "2028"
+                                             : "2029") +
+                         ")",
+                     "Python's line splitting would start a new line there"};
+    }
+    i += len - 1;
+  }
+  return std::nullopt;
 }
 
 // Classifies a line that is not a plain requirement. The order matters: the
@@ -65,13 +112,21 @@ std::optional<Refusal> classify_hostile(std::string_view line, bool require_hash
     return Refusal{0, "a URL or direct reference " + quote_excerpt(line),
                    "packages come only from the configured index"};
   }
-  std::string_view first = line.substr(0, line.find_first_of(" \t;[(<>=!~"));
+  std::string first(line.substr(0, line.find_first_of(" \t;[(<>=!~")));
+  // pip compares archive extensions case-insensitively (is_archive_file).
+  std::transform(first.begin(), first.end(), first.begin(), [](char c) {
+    return static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  });
   auto ends_with = [&](std::string_view suffix) {
-    return first.size() >= suffix.size() && first.substr(first.size() - suffix.size()) == suffix;
+    return first.size() >= suffix.size() &&
+           std::string_view(first).substr(first.size() - suffix.size()) == suffix;
   };
-  if (line.front() == '.' || line.front() == '/' || line.front() == '~' || has("/") ||
-      ends_with(".whl") || ends_with(".zip") || ends_with(".tar") || ends_with(".tgz") ||
-      ends_with(".tar.gz") || ends_with(".tar.bz2") || ends_with(".tar.xz")) {
+  bool archive = false;
+  for (std::string_view ext : {".whl", ".zip", ".tar", ".tgz", ".tar.gz", ".tbz", ".tar.bz2",
+                               ".txz", ".tlz", ".tar.xz", ".tar.lz", ".tar.lzma"}) {
+    archive = archive || ends_with(ext);
+  }
+  if (line.front() == '.' || line.front() == '/' || line.front() == '~' || has("/") || archive) {
     return Refusal{0, "a local path or archive " + quote_excerpt(line),
                    "installing from files would run a build or take code from the project"};
   }
@@ -136,7 +191,10 @@ class LineParser {
     while (true) {
       skip_ws();
       auto op = version_op();
-      if (op.empty()) break;
+      if (op.empty()) {
+        if (!specs.empty()) return fail("a version specifier must follow ','");
+        break;
+      }
       skip_ws();
       auto version = version_string();
       if (version.empty()) return fail("a version must follow '" + op + "'");
@@ -262,9 +320,12 @@ class LineParser {
   bool marker_expr(std::string& out) {
     skip_ws();
     if (peek() == '(') {
+      // Bounded: a file of '(' must not exhaust the host's stack.
+      if (++depth_ > kMaxMarkerDepth) return fail_bool("the marker is nested too deeply");
       ++i_;
       out += '(';
       if (!marker_or(out)) return false;
+      --depth_;
       skip_ws();
       if (peek() != ')') return fail_bool("unbalanced parenthesis in the marker");
       ++i_;
@@ -331,9 +392,12 @@ class LineParser {
     return true;
   }
 
+  static constexpr int kMaxMarkerDepth = 32;
+
   std::string_view s_;
   bool require_hashes_;
   std::size_t i_ = 0;
+  int depth_ = 0;
   bool pinned_ = false;
   std::string error_;
 };
@@ -385,20 +449,29 @@ ParsedRequirements parse_requirements(std::string_view text, const ParseOptions&
     pos = nl == std::string_view::npos ? text.size() : nl + 1;
     ++line_no;
     std::string_view line = trim(raw);
-    if (line.empty() || line.front() == '#') continue;
+    if (line.empty()) continue;
+    // Checked on the whole line: a comment must not hide a line break.
+    auto broken = line_breaking_or_invalid(line);
+    if (line.front() == '#' && !broken) continue;
     // An inline comment starts at '#' preceded by whitespace (as pip reads it).
-    for (std::size_t k = 1; k < line.size(); ++k) {
+    for (std::size_t k = 1; k < line.size() && !broken; ++k) {
       if (line[k] == '#' && is_space(line[k - 1])) {
         line = trim(line.substr(0, k));
         break;
       }
     }
+    // Refused comment lines count too: the refusals a file can cause are bounded.
     if (++requirement_lines > options.max_requirement_lines) {
       out.refusals.push_back(
           {line_no,
            "more than " + std::to_string(options.max_requirement_lines) + " requirement lines",
            "caps.max_requirement_lines is " + std::to_string(options.max_requirement_lines)});
       break;
+    }
+    if (broken) {
+      broken->line = line_no;
+      out.refusals.push_back(std::move(*broken));
+      continue;
     }
     if (auto hostile = classify_hostile(line, options.require_hashes)) {
       hostile->line = line_no;

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -57,17 +58,21 @@ Expected<std::optional<RequirementsFile>> read_requirements_file(
     };
     if (st.st_size > max_bytes) return too_big();
     RequirementsFile file{name, {}};
-    file.text.resize(static_cast<std::size_t>(max_bytes) + 1);
-    std::size_t got = 0;
-    while (got < file.text.size()) {
-      ssize_t n = ::read(fd.get(), file.text.data() + got, file.text.size() - got);
+    // Read at most max_bytes + 1 (the file may grow after fstat), but never
+    // allocate the cap itself: an operator may configure a very large one.
+    const auto limit = static_cast<std::uint64_t>(max_bytes) + 1;
+    char buf[16 * 1024];
+    std::uint64_t got = 0;
+    while (got < limit) {
+      auto want = static_cast<std::size_t>(std::min<std::uint64_t>(sizeof buf, limit - got));
+      ssize_t n = ::read(fd.get(), buf, want);
       if (n < 0 && errno == EINTR) continue;
       if (n < 0) return Error{"./" + name + ": cannot read: " + std::strerror(errno)};
       if (n == 0) break;
-      got += static_cast<std::size_t>(n);
+      file.text.append(buf, static_cast<std::size_t>(n));
+      got += static_cast<std::uint64_t>(n);
     }
-    if (got > static_cast<std::size_t>(max_bytes)) return too_big();
-    file.text.resize(got);
+    if (got > static_cast<std::uint64_t>(max_bytes)) return too_big();
     return std::optional<RequirementsFile>(std::move(file));
   }
   return std::optional<RequirementsFile>();
