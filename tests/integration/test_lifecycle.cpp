@@ -202,3 +202,27 @@ TEST_CASE("a build cut short by the compile's deadline finishes in the backgroun
   CHECK_THAT(second, !Contains("yet; building environment"));
   CHECK(testenv::count_occurrences(testenv::read_file(w.venvs + "/events.log"), " build ") == 1);
 }
+
+TEST_CASE("a build over the eviction budget evicts the least recently used venv itself",
+          "[lifecycle][gc]") {
+  VenvWorld w;
+  w.configure({"eviction:", "  max_total_mb: 5"});
+  w.compile(w.project("bulky\n"), true, "print(1)");
+  REQUIRE(w.env_dirs().size() == 1);
+  std::string first = w.env_dirs()[0];
+  set_last_used(w, first, std::time(nullptr) - 600);
+  auto log =
+      w.compile(w.project("bulky\ngamma\n"), true, "import gamma; print('RENDER', gamma.MESSAGE)");
+  INFO(log);
+  CHECK_THAT(log, Contains("over eviction.max_total_mb (5 MB)"));
+  CHECK_THAT(log, Contains("gc: removed " + first.substr(0, 12)));
+  CHECK_THAT(log, Contains("RENDER gamma here"));
+  REQUIRE(w.env_dirs().size() == 1);
+  CHECK(w.env_dirs()[0] != first);
+
+  SECTION("not with gc_after_build: false") {
+    w.configure({"eviction:", "  max_total_mb: 5", "  gc_after_build: false"});
+    w.compile(w.project("bulky\nalpha\n"), true, "print(1)");
+    CHECK(w.env_dirs().size() == 2);
+  }
+}
