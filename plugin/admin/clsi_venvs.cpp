@@ -124,19 +124,7 @@ std::string json_string(const std::string& s) {
 }
 
 std::string iso_time(std::int64_t t) {
-  if (t <= 0) return "-";
-  std::time_t tt = static_cast<std::time_t>(t);
-  std::tm tm{};
-  ::gmtime_r(&tt, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
-std::string human_mb(std::int64_t bytes) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.1f MB", static_cast<double>(bytes) / (1024.0 * 1024.0));
-  return buf;
+  return format_utc(t, "%Y-%m-%dT%H:%M:%SZ");
 }
 
 void say(std::string_view line) {
@@ -193,12 +181,12 @@ int cmd_list(const Config& config, const Args& a) {
         reqs += (reqs.empty() ? "" : " ") + r;
     }
     std::printf("%-12s  %-10s  %10s  %-20s  %-20s  %s\n", short_key(e.key).c_str(),
-                state_of(store, e).c_str(), human_mb(e.size_bytes).c_str(),
+                state_of(store, e).c_str(), human_size(e.size_bytes).c_str(),
                 iso_time(e.last_used).c_str(), iso_time(e.record ? e.record->built_at : 0).c_str(),
                 reqs.c_str());
     total += e.size_bytes;
   }
-  std::printf("%zu environment(s), %s in %s\n", envs.size(), human_mb(total).c_str(),
+  std::printf("%zu environment(s), %s in %s\n", envs.size(), human_size(total).c_str(),
               store.envs_dir().c_str());
   return 0;
 }
@@ -415,7 +403,8 @@ int cmd_stats(const Config& config, const Args& a) {
               counts["failure"], counts["evict"]);
   std::printf("build time  p50 %.1f s, p90 %.1f s, p99 %.1f s, max %.1f s\n", p.p50, p.p90, p.p99,
               p.max);
-  std::printf("disk        %s in %zu venv(s)\n", human_mb(usage.total_bytes).c_str(), usage.count);
+  std::printf("disk        %s in %zu venv(s)\n", human_size(usage.total_bytes).c_str(),
+              usage.count);
   return 0;
 }
 

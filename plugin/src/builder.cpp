@@ -7,16 +7,6 @@
 
 namespace clsi::venv {
 
-std::string human_size(std::int64_t bytes) {
-  char buf[32];
-  if (bytes < 1024 * 1024) {
-    std::snprintf(buf, sizeof buf, "%lld KB", static_cast<long long>((bytes + 1023) / 1024));
-  } else {
-    std::snprintf(buf, sizeof buf, "%.1f MB", static_cast<double>(bytes) / (1024.0 * 1024.0));
-  }
-  return buf;
-}
-
 void set_install_deadline(const Config& config, BuildRequest& request) {
   request.deadline =
       std::chrono::steady_clock::now() + std::chrono::seconds(config.caps.install_timeout_s);

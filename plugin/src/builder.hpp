@@ -23,9 +23,6 @@ struct BuildOutcome {
 BuildOutcome build_locked(const Config& config, const Store& store, const ProcessRunner& runner,
                           const BuildRequest& request, const LineSink& log);
 
-// "340 KB", "12.5 MB".
-std::string human_size(std::int64_t bytes);
-
 // The deadline of a build that starts now, and how to name it in messages.
 void set_install_deadline(const Config& config, BuildRequest& request);
 

@@ -6,6 +6,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <ctime>
 #include <filesystem>
@@ -161,6 +162,26 @@ void Store::append_event(std::string_view kind, const std::string& key, double v
   if (fd < 0) return;  // statistics are best effort; a compile never fails for them
   (void)!::write(fd, line, static_cast<std::size_t>(n));
   ::close(fd);
+}
+
+std::string human_size(std::int64_t bytes) {
+  char buf[32];
+  if (bytes < 1024 * 1024) {
+    std::snprintf(buf, sizeof buf, "%lld KB", static_cast<long long>((bytes + 1023) / 1024));
+  } else {
+    std::snprintf(buf, sizeof buf, "%.1f MB", static_cast<double>(bytes) / (1024.0 * 1024.0));
+  }
+  return buf;
+}
+
+std::string format_utc(std::int64_t unix_seconds, const char* format) {
+  if (unix_seconds <= 0) return "-";
+  std::time_t t = static_cast<std::time_t>(unix_seconds);
+  std::tm tm{};
+  ::gmtime_r(&t, &tm);
+  char buf[64];
+  std::strftime(buf, sizeof buf, format, &tm);
+  return buf;
 }
 
 std::int64_t disk_usage(const std::string& path) {

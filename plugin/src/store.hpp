@@ -94,6 +94,11 @@ class Store {
   std::string root_;
 };
 
+// "340 KB", "12.5 MB".
+std::string human_size(std::int64_t bytes);
+// A unix time in UTC with a strftime format, e.g. "%H:%M:%S UTC"; "-" for 0.
+std::string format_utc(std::int64_t unix_seconds, const char* format);
+
 // Bytes on disk under `path` (allocated blocks, no symlink followed).
 std::int64_t disk_usage(const std::string& path);
 

@@ -34,12 +34,7 @@ bool healthy(const Store& store, const std::string& key, const InterpreterFacts&
 }
 
 std::string utc_time(std::int64_t t) {
-  std::time_t tt = static_cast<std::time_t>(t);
-  std::tm tm{};
-  ::gmtime_r(&tt, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%H:%M:%S UTC", &tm);
-  return buf;
+  return format_utc(t, "%H:%M:%S UTC");
 }
 
 // Appends what a build writes to its log file to this compile's output.log.
