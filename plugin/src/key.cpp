@@ -2,10 +2,17 @@
 
 #include <openssl/evp.h>
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <cstdio>
 #include <memory>
 #include <stdexcept>
 
+#include "clsi/unique_fd.hpp"
 #include "config.hpp"
+#include "isolation.hpp"
 #include "probe.hpp"
 
 namespace clsi::venv {
@@ -27,6 +34,41 @@ std::string sha256_hex(std::string_view data) {
     out += kHex[digest[i] & 0xf];
   }
   return out;
+}
+
+std::string fnv1a64_hex(std::string_view data) {
+  std::uint64_t h = 14695981039346656037ULL;
+  for (unsigned char c : data) {
+    h ^= c;
+    h *= 1099511628211ULL;
+  }
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
+  return buf;
+}
+
+std::string KeyCache::key_for(const std::string& material) const {
+  const std::string path = dir_ + "/" + fnv1a64_hex(material);
+  std::string content;
+  {
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+    if (fd) {
+      char buf[4096];
+      ssize_t n;
+      while ((n = ::read(fd.get(), buf, sizeof buf)) > 0 &&
+             content.size() <= material.size() + 65) {
+        content.append(buf, static_cast<std::size_t>(n));
+      }
+    }
+  }
+  if (content.size() == material.size() + 65 && content[64] == '\n' &&
+      content.compare(65, std::string::npos, material) == 0 &&
+      content.find_first_not_of("0123456789abcdef") == 64) {
+    return content.substr(0, 64);
+  }
+  std::string key = sha256_hex(material);
+  (void)write_file_atomically(path, key + "\n" + material);  // a failed write costs a digest later
+  return key;
 }
 
 std::string key_material(const std::vector<Requirement>& requirements,

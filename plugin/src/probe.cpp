@@ -72,7 +72,7 @@ Expected<InterpreterFacts> InterpreterProbe::facts(const std::string& base_pytho
     std::lock_guard lock(mu_);
     if (auto it = memo_.find(fp); it != memo_.end()) return it->second;
   }
-  std::string file = probe_dir_ + "/" + sha256_hex(fp).substr(0, 32);
+  std::string file = probe_dir_ + "/" + fnv1a64_hex(fp);
   std::ifstream in(file);
   if (in) {
     std::stringstream ss;

@@ -36,8 +36,9 @@ bool is_key(const std::string& s) {
 }  // namespace
 
 Expected<bool> Store::ensure_layout() const {
-  for (const auto& d : {root_, envs_dir(), root_ + "/locks", probes_dir(), tmp_dir(), trash_dir(),
-                        failures_dir(), logs_dir(), root_ + "/cache", pip_cache_dir()}) {
+  for (const auto& d :
+       {root_, envs_dir(), root_ + "/locks", probes_dir(), tmp_dir(), trash_dir(), failures_dir(),
+        logs_dir(), keys_dir(), root_ + "/cache", pip_cache_dir()}) {
     if (::mkdir(d.c_str(), 0755) != 0 && errno != EEXIST) {
       return Error{"cannot create the venv store directory " + d + ": " + std::strerror(errno)};
     }

@@ -6,6 +6,7 @@
 //                          last use (post-compile stamps it)
 //   locks/<key>.lock       per-key lock file; never deleted
 //   probes/<fingerprint>   cached facts about a base interpreter
+//   keys/<fnv64>           key material -> key, so a hit computes no SHA-256
 //   tmp/                   private build directories; leftovers are garbage
 //   trash/                 entries moved out of the way before deletion
 //   cache/pip/             pip's download cache, shared by all builds
@@ -58,6 +59,7 @@ class Store {
     return root_ + "/locks/" + key + ".lock";
   }
   [[nodiscard]] std::string probes_dir() const { return root_ + "/probes"; }
+  [[nodiscard]] std::string keys_dir() const { return root_ + "/keys"; }
   [[nodiscard]] std::string tmp_dir() const { return root_ + "/tmp"; }
   [[nodiscard]] std::string trash_dir() const { return root_ + "/trash"; }
   [[nodiscard]] std::string pip_cache_dir() const { return root_ + "/cache/pip"; }

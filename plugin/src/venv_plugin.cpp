@@ -192,7 +192,8 @@ clsi_status VenvPlugin::pre_compile(CompileContext& ctx, void** compile_ptr) {
   if (!python) return fall_back(ctx, python.error());
   if (probed) ctx.log(CLSI_LOG_INFO, "probed " + config_.base_python + ": " + python->version);
   want.python = std::move(*python);
-  want.key = venv_key(want.requirements, want.python, config_);
+  want.key =
+      KeyCache(store_.keys_dir()).key_for(key_material(want.requirements, want.python, config_));
   want.id = short_key(want.key);
   const long long left_ms = ctx.time_left_ms();
   want.compile_deadline = left_ms < 0 ? Clock::time_point::max()

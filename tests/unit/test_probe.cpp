@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 #include <ctime>
 
+#include "key.hpp"
 #include "probe.hpp"
 #include "store.hpp"
 #include "test_env.hpp"
@@ -70,4 +71,23 @@ TEST_CASE("probe: an interpreter that does not exist is a clear error", "[probe]
   REQUIRE_FALSE(f.ok());
   CHECK_THAT(f.error(), Catch::Contains("nope/python3"));
   CHECK(w.spawned == 0);
+}
+
+TEST_CASE("key cache: the same material gives the SHA-256 key, from the cache the second time",
+          "[key]") {
+  testenv::TempDir tmp;
+  clsi::venv::KeyCache cache(tmp.path());
+  std::string material = "clsi-python-venv layout 1\nrequirements:\nalpha\n";
+  auto key = cache.key_for(material);
+  CHECK(key == clsi::venv::sha256_hex(material));
+  auto entries = testenv::list_dir(tmp.path());
+  REQUIRE(entries.size() == 1);
+  CHECK(testenv::read_file(tmp / entries[0]) == key + "\n" + material);
+  CHECK(cache.key_for(material) == key);
+  // An entry whose material differs (a collision, or tampering) is not trusted.
+  testenv::write_file(tmp / entries[0], std::string(64, 'a') + "\nsomething else\n");
+  CHECK(cache.key_for(material) == key);
+  CHECK(testenv::read_file(tmp / entries[0]) == key + "\n" + material);
+  // Different material, different key.
+  CHECK(cache.key_for(material + "beta\n") != key);
 }
