@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """Serve a package index directory on loopback and log every request.
 
-  serve_index.py DIR [--port-file F] [--log F] [--delay-ms N]
+  serve_index.py DIR [--port-file F] [--log F] [--delay-ms N] [--cache-headers]
 
 Binds 127.0.0.1 on a free port, writes the port to --port-file once it
 listens, appends "METHOD PATH" lines to --log. --delay-ms slows every
-response (a slow mirror). Stops on SIGTERM or SIGINT.
+response (a slow mirror). --cache-headers sends the Cache-Control headers PyPI
+sends (files: immutable; index pages: 10 minutes), without which pip's HTTP
+cache keeps nothing. Stops on SIGTERM or SIGINT.
 """
 import argparse
 import functools
@@ -22,6 +24,7 @@ def main():
     ap.add_argument("--port-file")
     ap.add_argument("--log")
     ap.add_argument("--delay-ms", type=int, default=0)
+    ap.add_argument("--cache-headers", action="store_true")
     args = ap.parse_args()
 
     class Handler(http.server.SimpleHTTPRequestHandler):
@@ -35,6 +38,14 @@ def main():
             if args.delay_ms:
                 time.sleep(args.delay_ms / 1000.0)
             return super().send_head()
+
+        def end_headers(self):
+            if args.cache_headers:
+                if self.path.startswith("/files/"):
+                    self.send_header("Cache-Control", "max-age=365000000, immutable, public")
+                else:
+                    self.send_header("Cache-Control", "max-age=600, public")
+            super().end_headers()
 
     handler = functools.partial(Handler, directory=args.dir)
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)

@@ -24,6 +24,16 @@ std::string describe(const RunOutcome& r, const std::string& what,
   return what + " failed (exit status " + std::to_string(Child::shell_status(r.wait_status)) + ")";
 }
 
+// "host[:port]" of an http:// URL; "" for any other scheme.
+std::string http_host(const std::string& url) {
+  constexpr std::string_view kHttp = "http://";
+  if (url.compare(0, kHttp.size(), kHttp) != 0) return {};
+  std::string rest = url.substr(kHttp.size());
+  rest = rest.substr(0, rest.find_first_of("/?#"));
+  if (auto at = rest.rfind('@'); at != std::string::npos) rest = rest.substr(at + 1);
+  return rest;
+}
+
 // pip learned --dry-run in 22.2.
 bool pip_supports_dry_run(const std::string& version) {
   int major = 0;
@@ -98,6 +108,11 @@ BuildResult Installer::build(const BuildRequest& req, const LineSink& log) const
                 store_.pip_cache_dir(),
                 "--index-url",
                 config_.index_url};
+    // pip caches downloads only from https:// or trusted hosts; a plain-http
+    // mirror has no TLS to check, and the operator chose it.
+    if (auto host = http_host(config_.index_url); !host.empty()) {
+      pip.args.insert(pip.args.end(), {"--trusted-host", host});
+    }
     if (config_.only_binary) pip.args.emplace_back("--only-binary=:all:");
     if (config_.require_hashes) pip.args.emplace_back("--require-hashes");
     pip.args.insert(pip.args.end(), extra);

@@ -36,6 +36,8 @@ bool is_key(const std::string& s) {
 }  // namespace
 
 Expected<bool> Store::ensure_layout() const {
+  struct stat st {};
+  if (::stat(pip_cache_dir().c_str(), &st) == 0) return true;  // created last: all there
   for (const auto& d :
        {root_, envs_dir(), root_ + "/locks", probes_dir(), tmp_dir(), trash_dir(), failures_dir(),
         logs_dir(), keys_dir(), root_ + "/cache", pip_cache_dir()}) {

@@ -289,7 +289,7 @@ clsi_status VenvPlugin::build_or_wait(CompileContext& ctx, const Want& want, Key
                                 "this compile's deadline; compile again shortly to use it");
     }
     std::this_thread::sleep_for(pause);
-    pause = std::min(pause * 2, std::chrono::milliseconds(250));
+    pause = std::min(pause * 2, std::chrono::milliseconds(50));
   }
 }
 
