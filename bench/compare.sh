@@ -58,7 +58,7 @@ start_server() {
   local port_file
   port_file=$(mktemp "$WORK/port-XXXXXX")
   rm -f "$port_file"
-  "$PY" "$1" "$2" --port-file "$port_file" --log "$port_file.log" --delay-ms "$3" &
+  "$PY" "$1" "$2" --port-file "$port_file" --log "$port_file.log" --delay-ms "$3" "${@:4}" &
   SERVER_PIDS+=($!)
   for _ in $(seq 100); do [[ -s $port_file ]] && break; sleep 0.05; done
   [[ -s $port_file ]] || die "the index server $1 did not start"

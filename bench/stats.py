@@ -121,7 +121,7 @@ def stages(path):
     cmd = [s for s, r, d in rows if r.endswith("starts")]
     if build_end and cmd:
         print("  the hook returned %.2f s after clsi-venvs exited (it polls the key's lock: "
-              "20, 40, 80, 160, 250, 250... ms)" % (cmd[0] - build_end[0]))
+              "20, 40, then every 50 ms)" % (cmd[0] - build_end[0]))
 
 
 def main():
