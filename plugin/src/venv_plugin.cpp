@@ -130,11 +130,11 @@ std::unique_ptr<VenvPlugin> VenvPlugin::create(const HostServices& host, const c
   return std::make_unique<VenvPlugin>(std::move(*config), host, std::move(seams));
 }
 
+// The compile goes on as it would without this plugin: QUARTO_PYTHON is left
+// to the deployment, which is what "the base interpreter" means here.
 clsi_status VenvPlugin::fall_back(CompileContext& ctx, const std::string& why) const {
   ctx.append(note(why));
-  // Name the base interpreter explicitly, so the render runs where we say it does.
-  ctx.set_env("QUARTO_PYTHON", config_.base_python);
-  ctx.append(note("the render runs on the base interpreter (" + config_.base_python + ")"));
+  ctx.append(note("the render runs on the base interpreter, without the project's packages"));
   return CLSI_STATUS_FELL_BACK;
 }
 

@@ -30,7 +30,7 @@ using testenv::VenvWorld;
 namespace {
 
 const char* const kPipRan = "Installing collected packages";
-const char* const kBasePython = "render python: /usr/bin/python3";
+const char* const kBasePython = "render python: base";
 
 // A line of output.log that starts with the given text.
 class LineStartingWith : public Catch::MatcherBase<std::string> {
