@@ -1,12 +1,17 @@
 // clsi-runner: the reference host. Loads plugins, runs their pre-compile
 // hooks, runs COMMAND in the compile directory with the environment they
 // injected, logs everything to DIR/output.log, runs the post-compile hooks
-// and exits with the command's status (124 on timeout).
+// and exits with the command's status (124 on timeout). --run-as and
+// --no-network sandbox the command only; plugins always run in this process.
 #include <fcntl.h>
+#include <grp.h>
+#include <linux/capability.h>
 #include <poll.h>
+#include <pwd.h>
 #include <signal.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -14,6 +19,7 @@
 #include <cstring>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -32,7 +38,15 @@ constexpr auto kKillGrace = std::chrono::milliseconds(2000);
 const char* const kUsage =
     "usage: clsi-runner --plugin SO [--plugin SO ...] --plugin-config YAML --compile-dir DIR\n"
     "                   [--project-id ID] [--user-id ID] [--allow-python-install]\n"
-    "                   [--timeout SECONDS] -- COMMAND [ARG ...]\n";
+    "                   [--timeout SECONDS] [--run-as USER] [--no-network]\n"
+    "                   -- COMMAND [ARG ...]\n"
+    "\n"
+    "  --run-as USER  run only COMMAND (not the plugins) as USER (a name or a numeric uid\n"
+    "                 from passwd), with its groups and HOME, USER and LOGNAME set from\n"
+    "                 passwd. Needs root. DIR must be writable by USER for the render's\n"
+    "                 outputs; output.log is written through a descriptor the runner opens.\n"
+    "  --no-network   run COMMAND in a new network namespace with only loopback up. Needs\n"
+    "                 root (CAP_SYS_ADMIN, CAP_NET_ADMIN).\n";
 
 struct Options {
   std::vector<std::string> plugins;
@@ -42,6 +56,8 @@ struct Options {
   std::string user_id;
   bool allow_python_install = false;
   double timeout_s = -1;
+  std::string run_as;  // empty: the runner's own user
+  bool no_network = false;
   std::vector<std::string> command;
 };
 
@@ -74,6 +90,14 @@ bool parse_args(int argc, char** argv, Options& o, std::string& why) {
       if (!value(o.user_id)) return false;
     } else if (a == "--allow-python-install") {
       o.allow_python_install = true;
+    } else if (a == "--run-as") {
+      if (!value(o.run_as)) return false;
+      if (o.run_as.empty()) {
+        why = "--run-as needs a user name or uid";
+        return false;
+      }
+    } else if (a == "--no-network") {
+      o.no_network = true;
     } else if (a == "--timeout") {
       if (!value(v)) return false;
       char* end = nullptr;
@@ -97,6 +121,92 @@ bool parse_args(int argc, char** argv, Options& o, std::string& why) {
   else if (!o.plugins.empty() && o.plugin_config.empty())
     why = "--plugin-config is required with --plugin";
   return why.empty();
+}
+
+// The --run-as user, resolved before anything runs: the child cannot read
+// passwd or the group database between fork and exec.
+struct CommandUser {
+  std::string name;
+  std::string home;
+  clsi::RunAs ids;
+};
+
+bool all_digits(const std::string& s) {
+  return !s.empty() && s.find_first_not_of("0123456789") == std::string::npos;
+}
+
+// A name first, then a numeric uid, like chown(1). The uid must have a passwd
+// entry: the command needs a HOME and a primary group.
+std::optional<CommandUser> resolve_user(const std::string& who, std::string& why) {
+  long size = ::sysconf(_SC_GETPW_R_SIZE_MAX);
+  std::vector<char> buf(size > 0 ? static_cast<size_t>(size) : 16384);
+  passwd pw{};
+  passwd* found = nullptr;
+  int err;
+  for (;;) {
+    err = ::getpwnam_r(who.c_str(), &pw, buf.data(), buf.size(), &found);
+    if (err == 0 && !found && all_digits(who)) {
+      errno = 0;
+      unsigned long long uid = std::strtoull(who.c_str(), nullptr, 10);
+      if (errno == 0 && uid <= static_cast<uid_t>(-1) - 1)
+        err = ::getpwuid_r(static_cast<uid_t>(uid), &pw, buf.data(), buf.size(), &found);
+    }
+    if (err != ERANGE) break;
+    buf.resize(buf.size() * 2);
+  }
+  if (err != 0) {
+    why = "--run-as " + who + ": cannot read the user database: " + std::strerror(err);
+    return std::nullopt;
+  }
+  if (!found) {
+    why = "--run-as " + who + ": no such user (neither a user name nor a uid in passwd)";
+    return std::nullopt;
+  }
+  CommandUser u;
+  u.name = pw.pw_name;
+  u.home = pw.pw_dir && *pw.pw_dir ? pw.pw_dir : "/";
+  u.ids.uid = pw.pw_uid;
+  u.ids.gid = pw.pw_gid;
+  // The supplementary groups initgroups(3) would set; it cannot run in the child.
+  int n = 32;
+  for (;;) {
+    u.ids.groups.resize(static_cast<size_t>(n));
+    int want = n;
+    if (::getgrouplist(u.name.c_str(), u.ids.gid, u.ids.groups.data(), &want) >= 0) {
+      u.ids.groups.resize(static_cast<size_t>(want));
+      break;
+    }
+    if (want <= n) {  // no progress: give up on the database, keep the primary group
+      u.ids.groups.assign(1, u.ids.gid);
+      break;
+    }
+    n = want;
+  }
+  return u;
+}
+
+bool has_capability(int cap) {
+  __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3] = {};
+  if (::syscall(SYS_capget, &header, data) != 0) return false;
+  return (data[cap / 32].effective & (1u << (cap % 32))) != 0;
+}
+
+// The child repeats these checks for real; this refuses before any plugin runs.
+bool can_isolate(const Options& o, std::string& why) {
+  if (!o.run_as.empty() && !(has_capability(CAP_SETUID) && has_capability(CAP_SETGID))) {
+    why = "--run-as needs clsi-runner to run as root (CAP_SETUID and CAP_SETGID); it runs as uid " +
+          std::to_string(::geteuid()) + " without them";
+    return false;
+  }
+  if (o.no_network && !(has_capability(CAP_SYS_ADMIN) && has_capability(CAP_NET_ADMIN))) {
+    why =
+        "--no-network needs clsi-runner to run as root (CAP_SYS_ADMIN to create a network "
+        "namespace, CAP_NET_ADMIN to bring up its loopback); it runs as uid " +
+        std::to_string(::geteuid()) + " without them";
+    return false;
+  }
+  return true;
 }
 
 // output.log: appended by plugins (any thread) and written by the command.
@@ -169,16 +279,25 @@ void host_append_output(void* compile_host_ptr, const char* text, size_t len) {
   if (slot && slot->compile && text) slot->compile->log->append(text, len);
 }
 
-std::vector<std::string> command_environment(const Compile& c) {
+// The runner's environment, then the plugins' variables, then `overrides`
+// (the --run-as user's HOME, USER, LOGNAME), each replacing the one before.
+std::vector<std::string> command_environment(const Compile& c,
+                                             const std::map<std::string, std::string>& overrides) {
   std::vector<std::string> env;
   for (char** e = environ; *e; ++e) {
     std::string_view kv(*e);
     auto eq = kv.find('=');
-    if (eq != std::string_view::npos && c.env.count(std::string(kv.substr(0, eq)))) continue;
+    if (eq != std::string_view::npos) {
+      std::string name(kv.substr(0, eq));
+      if (c.env.count(name) || overrides.count(name)) continue;
+    }
     env.emplace_back(kv);
   }
-  for (const auto& [name, value] : c.env)
-    env.push_back(name + "=" + value.first);
+  for (const auto& [name, value] : c.env) {
+    if (!overrides.count(name)) env.push_back(name + "=" + value.first);
+  }
+  for (const auto& [name, value] : overrides)
+    env.push_back(name + "=" + value);
   return env;
 }
 
@@ -206,6 +325,25 @@ int main(int argc, char** argv) {
   if (!parse_args(argc, argv, opt, why)) {
     std::fprintf(stderr, "clsi-runner: %s\n%s", why.c_str(), kUsage);
     return kStatusRunnerError;
+  }
+  // An unknown user or a runner that cannot sandbox fails before anything runs.
+  std::optional<CommandUser> command_user;
+  if (!opt.run_as.empty()) {
+    command_user = resolve_user(opt.run_as, why);
+    if (!command_user) {
+      std::fprintf(stderr, "clsi-runner: %s\n", why.c_str());
+      return kStatusRunnerError;
+    }
+  }
+  if (!can_isolate(opt, why)) {
+    std::fprintf(stderr, "clsi-runner: %s\n", why.c_str());
+    return kStatusRunnerError;
+  }
+  std::map<std::string, std::string> env_overrides;
+  if (command_user) {
+    env_overrides = {{"HOME", command_user->home},
+                     {"USER", command_user->name},
+                     {"LOGNAME", command_user->name}};
   }
   auto start = std::chrono::steady_clock::now();
   auto deadline = opt.timeout_s > 0
@@ -326,17 +464,31 @@ int main(int argc, char** argv) {
   clsi_compile_result_v1 result{sizeof(clsi_compile_result_v1), kStatusRunnerError, 0, 0};
   auto cmd_start = std::chrono::steady_clock::now();
   if (!failed && stop_signal == 0) {
-    for (const auto& [name, v] : compile.env)
-      log.line("environment: " + name + " set by " + v.second);
+    for (const auto& [name, v] : compile.env) {
+      log.line("environment: " + name + " set by " + v.second +
+               (env_overrides.count(name) ? " (replaced for --run-as)" : ""));
+    }
     clsi::SpawnOptions so;
     so.executable = resolve_command(opt.command[0]);
     so.args.assign(opt.command.begin() + 1, opt.command.end());
-    so.env = command_environment(compile);
+    so.env = command_environment(compile, env_overrides);
     so.cwd = compile_dir;
-    so.output_fd = log.fd();
+    so.output_fd = log.fd();  // opened here, so the user need not be able to write it
+    so.isolate_network = opt.no_network;
+    if (command_user) {
+      so.run_as = command_user->ids;
+      log.line("running the command as " + command_user->name + " (uid " +
+               std::to_string(command_user->ids.uid) + "), HOME=" + command_user->home);
+    }
+    if (opt.no_network) log.line("the command has no network access (loopback only)");
     std::error_code ec;
     auto child = clsi::Child::spawn(so, ec);
-    if (!child) {
+    if (!child && clsi::is_isolation_error(ec)) {
+      log.line("cannot start the command in its sandbox: " + ec.message());
+      std::fprintf(stderr, "clsi-runner: cannot start %s in its sandbox: %s\n",
+                   opt.command[0].c_str(), ec.message().c_str());
+      result.exit_status = kStatusRunnerError;
+    } else if (!child) {
       log.line("cannot run " + opt.command[0] + ": " + ec.message());
       std::fprintf(stderr, "clsi-runner: cannot run %s: %s\n", opt.command[0].c_str(),
                    ec.message().c_str());

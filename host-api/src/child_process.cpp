@@ -1,9 +1,14 @@
 #include "clsi/child_process.hpp"
 
 #include <fcntl.h>
+#include <grp.h>
+#include <net/if.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -14,6 +19,7 @@
 #include <boost/process/v2/start_dir.hpp>
 #include <boost/process/v2/stdio.hpp>
 #include <cerrno>
+#include <cstring>
 #include <thread>
 
 namespace bp = boost::process::v2;
@@ -21,12 +27,79 @@ namespace bp = boost::process::v2;
 namespace clsi {
 namespace {
 
+// The isolation steps, in the order the child runs them.
+enum class Step : int {
+  kUnshareNet = 1,
+  kLoopbackUp,
+  kSetgroups,
+  kSetgid,
+  kSetuid,
+  kVerify,
+};
+
+class IsolationCategory final : public std::error_category {
+ public:
+  explicit IsolationCategory(Step step) : step_(step) {}
+  [[nodiscard]] const char* name() const noexcept override { return "clsi-isolation"; }
+  [[nodiscard]] std::string message(int ev) const override {
+    std::string cause = std::strerror(ev);
+    bool eperm = ev == EPERM;
+    switch (step_) {
+      case Step::kUnshareNet:
+        return "cannot give the command its own network namespace (unshare(CLONE_NEWNET)): " +
+               cause +
+               (eperm ? "; this needs CAP_SYS_ADMIN: run clsi-runner as root (in a container, "
+                        "one that may create namespaces)"
+                      : "");
+      case Step::kLoopbackUp:
+        return "cannot bring up loopback in the command's network namespace (SIOCSIFFLAGS on "
+               "lo): " +
+               cause + (eperm ? "; this needs CAP_NET_ADMIN" : "");
+      case Step::kSetgroups:
+        return "cannot set the command's supplementary groups (setgroups): " + cause +
+               (eperm ? "; --run-as needs clsi-runner to run as root (CAP_SETGID)" : "");
+      case Step::kSetgid:
+        return "cannot set the command's group (setgid): " + cause +
+               (eperm ? "; --run-as needs clsi-runner to run as root (CAP_SETGID)" : "");
+      case Step::kSetuid:
+        return "cannot set the command's user (setuid): " + cause +
+               (eperm ? "; --run-as needs clsi-runner to run as root (CAP_SETUID)" : "");
+      case Step::kVerify:
+        return "dropping privileges did not hold: after setuid the command's ids differ from "
+               "the user's, or it could regain uid/gid 0";
+    }
+    return cause;
+  }
+
+ private:
+  Step step_;
+};
+
+const std::error_category& isolation_category(Step step) {
+  static const IsolationCategory kCategories[] = {
+      IsolationCategory(Step::kUnshareNet), IsolationCategory(Step::kLoopbackUp),
+      IsolationCategory(Step::kSetgroups),  IsolationCategory(Step::kSetgid),
+      IsolationCategory(Step::kSetuid),     IsolationCategory(Step::kVerify),
+  };
+  return kCategories[static_cast<int>(step) - 1];
+}
+
+// What a child that failed an isolation step tells the parent. Boost's own
+// error pipe carries only errno, which cannot say which step failed.
+struct IsolationReport {
+  int step;
+  int err;
+};
+
 // Runs in the forked child, before exec: only async-signal-safe calls.
 struct GroupLeaderInit {
   bool die_with_parent;
   bool detach;
   pid_t parent;
   const std::vector<int>* inherit;
+  bool isolate_network;
+  const RunAs* run_as;  // null: keep the caller's credentials
+  int report_fd;        // write end for an IsolationReport, or -1
 
   bp::error_code on_setup(bp::posix::default_launcher& launcher, const bp::filesystem::path&,
                           const char* const*) const {
@@ -53,15 +126,74 @@ struct GroupLeaderInit {
       ::signal(sig, SIG_DFL);
     for (int fd : *inherit)
       ::fcntl(fd, F_SETFD, 0);
+    // The namespace first: creating it needs the privileges dropped below.
+    if (isolate_network) {
+      if (::unshare(CLONE_NEWNET) != 0) return fail(Step::kUnshareNet);
+      if (!loopback_up()) return fail(Step::kLoopbackUp);
+    }
+    if (run_as) {
+      // Groups before ids: once the uid is dropped, groups can no longer change.
+      if (::setgroups(run_as->groups.size(), run_as->groups.data()) != 0)
+        return fail(Step::kSetgroups);
+      if (::setgid(run_as->gid) != 0) return fail(Step::kSetgid);
+      if (::setuid(run_as->uid) != 0) return fail(Step::kSetuid);
+      if (!dropped_for_good()) {
+        errno = EPERM;
+        return fail(Step::kVerify);
+      }
+    }
+    // After the credential change, which clears the parent-death signal.
     if (die_with_parent && !detach) {
       ::prctl(PR_SET_PDEATHSIG, SIGKILL);
       if (::getppid() != parent) ::_exit(127);  // parent died before prctl
     }
     return {};
   }
+
+ private:
+  bp::error_code fail(Step step) const {
+    int err = errno;
+    IsolationReport r{static_cast<int>(step), err};
+    if (report_fd >= 0) (void)!::write(report_fd, &r, sizeof r);
+    errno = err;  // Boost reports errno, not the returned code
+    return {err, bp::system_category()};
+  }
+
+  // A fresh network namespace has lo, down; without it even 127.0.0.1 fails.
+  static bool loopback_up() {
+    int s = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (s < 0) return false;
+    ifreq ifr{};
+    std::memcpy(ifr.ifr_name, "lo", 3);
+    bool ok = ::ioctl(s, SIOCGIFFLAGS, &ifr) == 0;
+    if (ok) {
+      ifr.ifr_flags = static_cast<short>(ifr.ifr_flags | IFF_UP);
+      ok = ::ioctl(s, SIOCSIFFLAGS, &ifr) == 0;
+    }
+    int err = errno;
+    ::close(s);
+    errno = err;
+    return ok;
+  }
+
+  // Real, effective and saved ids are the user's, and root's cannot come back.
+  [[nodiscard]] bool dropped_for_good() const {
+    uid_t ru, eu, su;
+    gid_t rg, eg, sg;
+    if (::getresuid(&ru, &eu, &su) != 0 || ::getresgid(&rg, &eg, &sg) != 0) return false;
+    if (ru != run_as->uid || eu != run_as->uid || su != run_as->uid) return false;
+    if (rg != run_as->gid || eg != run_as->gid || sg != run_as->gid) return false;
+    if (run_as->uid != 0 && ::setuid(0) == 0) return false;
+    if (run_as->uid != 0 && run_as->gid != 0 && ::setgid(0) == 0) return false;
+    return true;
+  }
 };
 
 }  // namespace
+
+bool is_isolation_error(const std::error_code& ec) {
+  return dynamic_cast<const IsolationCategory*>(&ec.category()) != nullptr;
+}
 
 std::optional<Child> Child::spawn(const SpawnOptions& options, std::error_code& ec) {
   ec.clear();
@@ -85,10 +217,28 @@ std::optional<Child> Child::spawn(const SpawnOptions& options, std::error_code& 
     envp.push_back(e.c_str());
   envp.push_back(nullptr);
 
+  UniqueFd report_read;
+  UniqueFd report_write;
+  if (options.isolate_network || options.run_as) {
+    int p[2];
+    if (::pipe2(p, O_CLOEXEC | O_NONBLOCK) != 0) {
+      ec.assign(errno, std::generic_category());
+      return std::nullopt;
+    }
+    report_read.reset(p[0]);
+    report_write.reset(p[1]);
+  }
+
   boost::asio::io_context ctx;
   bp::posix::default_launcher launcher;
   launcher.env = envp.data();
-  GroupLeaderInit group{options.die_with_parent, options.detach, ::getpid(), &options.inherit_fds};
+  GroupLeaderInit group{.die_with_parent = options.die_with_parent,
+                        .detach = options.detach,
+                        .parent = ::getpid(),
+                        .inherit = &options.inherit_fds,
+                        .isolate_network = options.isolate_network,
+                        .run_as = options.run_as ? &*options.run_as : nullptr,
+                        .report_fd = report_write.get()};
   bp::error_code bec;
   std::optional<bp::process> proc;
   if (options.cwd.empty()) {
@@ -100,7 +250,16 @@ std::optional<Child> Child::spawn(const SpawnOptions& options, std::error_code& 
                           bp::process_start_dir{options.cwd}, group));
   }
   if (bec) {
-    ec.assign(bec.value(), std::generic_category());
+    // The launcher returns once the child has exec'd or failed, so a report
+    // written before the failure is already in the pipe.
+    IsolationReport r{};
+    if (report_read && ::read(report_read.get(), &r, sizeof r) == sizeof r &&
+        r.step >= static_cast<int>(Step::kUnshareNet) &&
+        r.step <= static_cast<int>(Step::kVerify)) {
+      ec.assign(r.err, isolation_category(static_cast<Step>(r.step)));
+    } else {
+      ec.assign(bec.value(), std::generic_category());
+    }
     return std::nullopt;
   }
   Child child;

@@ -6,6 +6,8 @@
 // leaks a process.
 #pragma once
 
+#include <sys/types.h>
+
 #include <chrono>
 #include <functional>
 #include <optional>
@@ -16,6 +18,14 @@
 #include "clsi/unique_fd.hpp"
 
 namespace clsi {
+
+// Who the program runs as. The caller resolves the user (passwd, group
+// lists) beforehand: nothing between fork and exec may read files or allocate.
+struct RunAs {
+  uid_t uid = 0;
+  gid_t gid = 0;              // primary group
+  std::vector<gid_t> groups;  // supplementary groups (setgroups), e.g. from getgrouplist
+};
 
 struct SpawnOptions {
   std::string executable;         // absolute path; no PATH search
@@ -33,7 +43,20 @@ struct SpawnOptions {
   bool detach = false;
   // Descriptors the program inherits at the same numbers (all others close).
   std::vector<int> inherit_fds;
+  // Sandboxing for compiles (clsi-runner's --no-network and --run-as). Applied
+  // in the child after fork and before exec, network first (it needs root),
+  // then setgroups -> setgid -> setuid, checked. A failure is an isolation
+  // error (is_isolation_error) and the program does not run.
+  // A new network namespace in which only loopback is up (CAP_SYS_ADMIN).
+  bool isolate_network = false;
+  // Run as this user (CAP_SETUID and CAP_SETGID). The caller sets HOME etc.
+  // in `env`: the environment is not changed here.
+  std::optional<RunAs> run_as;
 };
+
+// True when spawn failed in one of the isolation steps above rather than in
+// exec: value() is the errno, message() names the step and the likely cause.
+bool is_isolation_error(const std::error_code& ec);
 
 class Child {
  public:
