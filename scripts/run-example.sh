@@ -3,6 +3,12 @@
 # twice: the first compile builds the project's venv from a local package index
 # (built here from examples/packages/), the second reuses it.
 #
+# The parts run as they do in production: the build service (clsi-venvs serve)
+# owns the store and builds, the compile host (clsi-runner, with the plugin)
+# only reads it, the render runs as another user. Run as root, the script
+# creates two system users for that, clsi-example-venvs and clsi-example-render
+# (userdel removes them); run as anyone else, all three parts run as you.
+#
 # Installs what is missing (scripts/install-deps.sh) and brings build/ up to
 # date first. Everything it writes is under
 # examples/out/ (git-ignored), and it starts from scratch every time.
@@ -25,9 +31,34 @@ echo "== build (build/)"
 cmake -S . -B build >/dev/null
 cmake --build build -j"$(nproc 2>/dev/null || echo 2)"
 
-echo "== clean: examples/out/compile-*, venvs, index, plugin.yaml"
-rm -rf "$out"/compile-* "$out/venvs" "$out/index" "$out/plugin.yaml"
-mkdir -p "$out"
+echo "== clean: examples/out/compile-*, venvs, index, run, plugin.yaml"
+rm -rf "$out"/compile-* "$out/venvs" "$out/index" "$out/run" "$out/plugin.yaml" "$out/service.log"
+mkdir -p "$out" "$out/venvs" "$out/run"
+
+# Who runs what. As root: a user of its own for the service (it owns the
+# store) and one for renders (it can write nothing of the store's).
+service_as=() render_as=()
+service_user=$(id -un) render_user=$(id -un)
+if [ "$(id -u)" -eq 0 ]; then
+  for u in clsi-example-venvs clsi-example-render; do
+    id -u "$u" >/dev/null 2>&1 ||
+      useradd --system --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin "$u"
+  done
+  service_user=clsi-example-venvs render_user=clsi-example-render
+  service_as=(setpriv --reuid="$service_user" --regid="$service_user" --init-groups --)
+  render_as=(--run-as "$render_user")
+  # Both must reach the store, the index and the project through every parent.
+  d=$out
+  while [ "$d" != / ]; do
+    if [ $(( 0$(stat -c %a "$d") & 1 )) -eq 0 ]; then
+      echo "run-example.sh: $d is not searchable by other users; clone the repository" \
+        "somewhere they can reach (e.g. under /srv or /opt)" >&2
+      exit 1
+    fi
+    d=$(dirname "$d")
+  done
+  chown "$service_user:$service_user" "$out/venvs" "$out/run"
+fi
 
 echo "== local package index: examples/out/index (from examples/packages/)"
 sources=()
@@ -36,15 +67,32 @@ python3 examples/tools/mkindex.py "$out/index" "${sources[@]}" | sed "s|^$root/|
 
 echo "== plugin configuration: examples/out/plugin.yaml (from examples/plugin.yaml)"
 python3 - "$root/examples/plugin.yaml" "$out/plugin.yaml" "$out" <<'EOF'
-import sys, urllib.parse
+import os, sys, urllib.parse
 template, target, out = sys.argv[1:]
 if '"' in out or "\\" in out:
     sys.exit("run-example.sh: the path %s cannot go into a YAML string as it is" % out)
 text = open(template).read()
 text = text.replace("@EXAMPLE_OUT_URL@", urllib.parse.quote(out)).replace("@EXAMPLE_OUT@", out)
+text = text.replace("@HOST_UID@", str(os.getuid()))
 open(target, "w").write(text)
 EOF
-grep -E '^\s*(enabled|venvs_dir|index_url):' "$out/plugin.yaml"
+grep -E '^\s*(enabled|venvs_dir|index_url|socket):' "$out/plugin.yaml"
+
+echo "== build service: clsi-venvs serve, as $service_user (it alone writes examples/out/venvs)"
+"${service_as[@]}" "$root/build/bin/clsi-venvs" serve --config "$out/plugin.yaml" \
+  2>"$out/service.log" &
+service_pid=$!
+stop_service() {
+  kill -TERM "$service_pid" 2>/dev/null && wait "$service_pid" 2>/dev/null || true
+  echo "== build service stopped; its log (examples/out/service.log):"
+  sed 's/^/  /' "$out/service.log"
+}
+trap stop_service EXIT
+for _ in $(seq 100); do
+  [ -S "$out/run/clsi-venvs.sock" ] && break
+  kill -0 "$service_pid" 2>/dev/null || { cat "$out/service.log" >&2; exit 1; }
+  sleep 0.1
+done
 
 if command -v quarto >/dev/null 2>&1; then
   render=(quarto render report.qmd)
@@ -60,10 +108,12 @@ compile() {
   local dir=$out/compile-$1 status=0
   cp -r "$root/examples/project" "$dir"
   echo
-  echo "== compile $1: examples/out/compile-$1"
+  [ "$(id -u)" -ne 0 ] || chown -R "$render_user:$render_user" "$dir"
+  echo "== compile $1: examples/out/compile-$1 (clsi-runner and the plugin as $(id -un)," \
+    "the render as $render_user)"
   "$runner" --plugin "$plugin" --plugin-config "$out/plugin.yaml" --compile-dir "$dir" \
     --project-id example --user-id owner --allow-python-install --timeout 300 \
-    -- "${render[@]}" || status=$?
+    "${render_as[@]}" -- "${render[@]}" || status=$?
   echo "-- examples/out/compile-$1/output.log (clsi-runner exit status $status)"
   cat "$dir/output.log" 2>/dev/null || echo "(no output.log)"
   return "$status"
@@ -101,6 +151,11 @@ for n in 1 2; do
   elif [ "${render[0]}" != quarto ] &&
     ! grep -qF "using interpreter $out/venvs/" "$out/compile-$n/output.log"; then
     echo "FAILED: the stand-in in compile $n did not run an interpreter under examples/out/venvs"
+    ok=0
+  elif [ "${render[0]}" != quarto ] &&
+    ! grep -qF "kernel sys.executable: $out/venvs/" "$out/compile-$n/output.log"; then
+    # QUARTO_PYTHON only runs the kernel driver; the cells run in the kernelspec's argv[0].
+    echo "FAILED: the Jupyter kernel in compile $n did not run under examples/out/venvs (see its 'kernelspec:' line)"
     ok=0
   fi
 done

@@ -14,6 +14,20 @@ and the package's modules. A JSON spec is a list of objects:
    "files": {"foo/__init__.py": "X = 1\n"}, "pad_bytes": 0}
 pad_bytes adds an incompressible data file of that size (for size caps).
 
+Keys for hostile wheels, which the tests use to check that the builder
+refuses them (all optional):
+  "pth_marker": "/abs/marker"    a top-level foo-marker.pth that writes that
+                                 file whenever an interpreter of the venv starts
+  "data": {"scripts/python3": "#!/bin/sh\n...",
+           "data/pyvenv.cfg": "..."}
+                                 files under foo-1.0.data/ (scripts/ becomes
+                                 the venv's bin/, data/ its root); scripts are
+                                 executable
+  "many_files": 60000            that many small files under foo/_many/
+  "record_extra": ["../../../../x"]
+                                 rows added to the wheel's RECORD (pip keeps
+                                 rows it did not install)
+
 OUT receives files/*.whl and simple/<project>/index.html; the index URL is
 file://OUT/simple/ or http://HOST:PORT/simple/ when served.
 """
@@ -42,8 +56,12 @@ def record_hash(data):
     return "sha256=" + base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
-def write_wheel(out_dir, name, version, requires, files):
-    dist = "%s-%s.dist-info" % (re.sub(r"[-_.]+", "_", name), version)
+def dist_base(name, version):
+    return "%s-%s" % (re.sub(r"[-_.]+", "_", name), version)
+
+
+def write_wheel(out_dir, name, version, requires, files, record_extra=(), executable=()):
+    dist = "%s.dist-info" % dist_base(name, version)
     metadata = "Metadata-Version: 2.1\nName: %s\nVersion: %s\n" % (name, version)
     metadata += "".join("Requires-Dist: %s\n" % r for r in requires)
     entries = dict(files)
@@ -51,6 +69,7 @@ def write_wheel(out_dir, name, version, requires, files):
     entries[dist + "/WHEEL"] = (b"Wheel-Version: 1.0\nGenerator: mkindex\n"
                                 b"Root-Is-Purelib: true\nTag: py3-none-any\n")
     record = "".join("%s,%s,%d\n" % (p, record_hash(d), len(d)) for p, d in sorted(entries.items()))
+    record += "".join("%s,,\n" % p for p in record_extra)
     record += dist + "/RECORD,,\n"
     entries[dist + "/RECORD"] = record.encode()
     path = os.path.join(out_dir, "files", wheel_name(name, version))
@@ -58,7 +77,8 @@ def write_wheel(out_dir, name, version, requires, files):
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
         for p in sorted(entries):
             info = zipfile.ZipInfo(p, date_time=(2020, 1, 1, 0, 0, 0))
-            info.external_attr = 0o644 << 16
+            # pip marks a file executable only for a regular-file mode with x bits.
+            info.external_attr = (0o100755 if p in executable else 0o644) << 16
             z.writestr(info, entries[p])
     return path
 
@@ -118,9 +138,23 @@ def main():
             specs = json.load(f)
         for s in specs:
             files = {k: v.encode() for k, v in s.get("files", {}).items()}
+            package = normalize(s["name"]).replace("-", "_")
             if s.get("pad_bytes"):
-                files["%s/_pad.bin" % normalize(s["name"]).replace("-", "_")] = os.urandom(s["pad_bytes"])
-            print(write_wheel(args.out, s["name"], s["version"], s.get("requires", []), files))
+                files["%s/_pad.bin" % package] = os.urandom(s["pad_bytes"])
+            if s.get("pth_marker"):
+                # .pth lines that start with "import" are executed by site.py.
+                line = "import os; open(%r, 'w').write('pth ran\\n')\n" % s["pth_marker"]
+                files["%s-marker.pth" % package] = line.encode()
+            data = "%s.data" % dist_base(s["name"], s["version"])
+            executable = set()
+            for rel, text in s.get("data", {}).items():
+                files["%s/%s" % (data, rel)] = text.encode()
+                if rel.startswith("scripts/"):
+                    executable.add("%s/%s" % (data, rel))
+            for i in range(s.get("many_files", 0)):
+                files["%s/_many/f%06d.txt" % (package, i)] = b"x\n"
+            print(write_wheel(args.out, s["name"], s["version"], s.get("requires", []), files,
+                              s.get("record_extra", []), executable))
     write_index(args.out)
     return 0
 

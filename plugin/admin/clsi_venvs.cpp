@@ -1,12 +1,15 @@
-// clsi-venvs: the store's admin command.
+// clsi-venvs: the store's build service and admin command.
 //
 //   clsi-venvs list   --config YAML [--json]
 //   clsi-venvs gc     --config YAML [--max-total-mb N] [--dry-run]
 //   clsi-venvs warm   --config YAML FILE
 //   clsi-venvs remove --config YAML KEY
 //   clsi-venvs stats  --config YAML [--json | --prometheus]
-//   clsi-venvs build  --config YAML --key KEY --requirements FILE --lock-fd N   (the plugin's)
+//   clsi-venvs serve  --config YAML            the build service: the store's only writer
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -28,6 +31,9 @@
 #include "lock.hpp"
 #include "probe.hpp"
 #include "requirements_file.hpp"
+#include "service.hpp"
+#include "service_client.hpp"
+#include "store_trust.hpp"
 
 using namespace clsi::venv;
 
@@ -38,7 +44,8 @@ const char* const kUsage =
     "       clsi-venvs gc     --config YAML [--max-total-mb N] [--dry-run]\n"
     "       clsi-venvs warm   --config YAML FILE\n"
     "       clsi-venvs remove --config YAML KEY\n"
-    "       clsi-venvs stats  --config YAML [--json | --prometheus]\n";
+    "       clsi-venvs stats  --config YAML [--json | --prometheus]\n"
+    "       clsi-venvs serve  --config YAML\n";
 
 struct Args {
   std::string command;
@@ -48,9 +55,6 @@ struct Args {
   bool prometheus = false;
   bool dry_run = false;
   long long max_total_mb = -1;
-  std::string key;
-  std::string requirements;
-  int lock_fd = -1;
   std::vector<std::string> positional;
 };
 
@@ -88,12 +92,6 @@ Args parse(int argc, char** argv) {
       a.dry_run = true;
     else if (s == "--max-total-mb")
       a.max_total_mb = number(value());
-    else if (s == "--key")
-      a.key = value();
-    else if (s == "--requirements")
-      a.requirements = value();
-    else if (s == "--lock-fd")
-      a.lock_fd = static_cast<int>(number(value()));
     else if (s == "-h" || s == "--help") {
       std::fputs(kUsage, stdout);
       std::exit(0);
@@ -191,8 +189,21 @@ int cmd_list(const Config& config, const Args& a) {
   return 0;
 }
 
+// Changes to the store are its owner's: run as anyone else, gc or remove
+// could leave files the service cannot use (or refuse to start on).
+void require_store_owner(const Store& store, const char* command) {
+  auto owner = store_owner(store.root());
+  if (!owner) throw std::runtime_error(owner.error());
+  if (*owner != ::geteuid()) {
+    throw std::runtime_error(std::string(command) + " changes the store, so it runs only as " +
+                             "the store's owner (uid " + std::to_string(*owner) +
+                             ", the build service's user), e.g. with sudo -u or setpriv");
+  }
+}
+
 int cmd_gc(const Config& config, const Args& a) {
   Store store(config.venvs_dir);
+  if (!a.dry_run) require_store_owner(store, "gc");
   std::int64_t budget_mb = a.max_total_mb >= 0 ? a.max_total_mb : config.eviction.max_total_mb;
   auto report = collect_garbage(store, budget_mb * 1024 * 1024, a.dry_run);
   for (const auto& line : report.lines)
@@ -220,6 +231,7 @@ std::string resolve_key(const Store& store, const std::string& prefix) {
 int cmd_remove(const Config& config, const Args& a) {
   if (a.positional.size() != 1) usage_error("remove takes one KEY");
   Store store(config.venvs_dir);
+  require_store_owner(store, "remove");
   std::string key = resolve_key(store, a.positional[0]);
   auto lock = KeyLock::open(store.lock_path(key), true);
   if (!lock) throw std::runtime_error(lock.error());
@@ -236,33 +248,8 @@ int cmd_remove(const Config& config, const Args& a) {
   return 0;
 }
 
-// Validated, probed and keyed exactly as a compile would.
-struct Prepared {
-  std::vector<Requirement> requirements;
-  InterpreterFacts python;
-  std::string key;
-};
-
-Prepared prepare(const Config& config, const Store& store, const std::string& text,
-                 const std::string& display_name) {
-  auto parsed =
-      parse_requirements(text, {config.require_hashes, config.caps.max_requirement_lines});
-  if (!parsed.refusals.empty()) {
-    for (const auto& r : parsed.refusals)
-      std::cerr << format_refusal(display_name, r) << '\n';
-    throw std::runtime_error(std::to_string(parsed.refusals.size()) + " line(s) of " +
-                             display_name + " were refused");
-  }
-  if (parsed.requirements.empty()) throw std::runtime_error(display_name + " lists no packages");
-  if (auto l = store.ensure_layout(); !l) throw std::runtime_error(l.error());
-  InterpreterProbe probe(store.probes_dir(), store.tmp_dir(), default_process_runner());
-  auto python = probe.facts(config.base_python);
-  if (!python) throw std::runtime_error(python.error());
-  Prepared p{std::move(parsed.requirements), std::move(*python), {}};
-  p.key = venv_key(p.requirements, p.python, config);
-  return p;
-}
-
+// Builds ahead of demand, through the build service like any compile, so
+// whoever runs it leaves nothing in the store that the service does not own.
 int cmd_warm(const Config& config, const Args& a) {
   if (a.positional.size() != 1) usage_error("warm takes one requirements FILE");
   std::string path = a.positional[0];
@@ -272,52 +259,63 @@ int cmd_warm(const Config& config, const Args& a) {
   auto file = read_requirements_file(dir, {name}, config.caps.max_requirements_bytes);
   if (!file) throw std::runtime_error(file.error());
   if (!file->has_value()) throw std::runtime_error(path + ": no such file");
+  auto parsed =
+      parse_requirements((*file)->text, {config.require_hashes, config.caps.max_requirement_lines});
+  if (!parsed.refusals.empty()) {
+    for (const auto& r : parsed.refusals)
+      std::cerr << format_refusal(name, r) << '\n';
+    throw std::runtime_error(std::to_string(parsed.refusals.size()) + " line(s) of " + name +
+                             " were refused");
+  }
+  if (parsed.requirements.empty()) throw std::runtime_error(name + " lists no packages");
+  protocol::BuildRequest request;
+  for (const auto& r : parsed.requirements)
+    request.requirements.push_back(r.canonical);
+  request.project_id = "clsi-venvs warm";
+  auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::seconds(config.caps.install_timeout_s + 60);
+  auto answer = request_build(config, request, deadline,
+                              [](const std::string& line) { std::cout << line << std::flush; });
+  if (answer.unreachable) {
+    throw std::runtime_error("the build service at " + config.service.socket +
+                             " is unavailable: " + answer.reason);
+  }
+  if (answer.timed_out) throw std::runtime_error("the build did not finish in time");
+  if (!answer.ok) {
+    throw std::runtime_error("environment " + short_key(answer.key) +
+                             " could not be built: " + answer.reason);
+  }
   Store store(config.venvs_dir);
-  auto p = prepare(config, store, (*file)->text, name);
-  auto lock = KeyLock::open(store.lock_path(p.key), true);
-  if (!lock) throw std::runtime_error(lock.error());
-  if (!lock->try_lock(KeyLock::Mode::kExclusive)) {
-    say("waiting for the running build of environment " + short_key(p.key));
-    auto deadline =
-        std::chrono::steady_clock::now() + std::chrono::seconds(config.caps.install_timeout_s);
-    if (!lock->lock_until(KeyLock::Mode::kExclusive, deadline)) {
-      throw std::runtime_error("environment " + short_key(p.key) + " stayed locked");
-    }
-  }
-  if (store.is_complete(p.key)) {
-    say("environment " + short_key(p.key) + " is already built: " + store.env_dir(p.key));
-    return 0;
-  }
-  BuildRequest req{p.key, p.requirements, p.python, {}, {}};
-  set_install_deadline(config, req);
-  auto out = build_locked(config, store, default_process_runner(), req, say);
-  if (!out.ok) return 1;
-  say(store.env_dir(p.key));
+  say("environment " + short_key(answer.key) + " is ready: " + store.env_dir(answer.key));
   return 0;
 }
 
-// The plugin's background build. The exclusive lock arrives as --lock-fd.
-int cmd_build(const Config& config, const Args& a) {
-  if (a.key.empty() || a.requirements.empty() || a.lock_fd < 0) {
-    usage_error("build needs --key, --requirements and --lock-fd");
+// The build service, until SIGTERM, SIGINT or SIGHUP.
+int cmd_serve(const Config& config, const Args& /*a*/) {
+  sigset_t stop;
+  sigemptyset(&stop);
+  for (int sig : {SIGTERM, SIGINT, SIGHUP})
+    sigaddset(&stop, sig);
+  ::pthread_sigmask(SIG_BLOCK, &stop, nullptr);  // before any thread starts: all inherit it
+  ::signal(SIGPIPE, SIG_IGN);
+  BuildService service(config, default_process_runner(), [](std::string_view line) {
+    std::cerr << "clsi-venvs serve: " << line << '\n' << std::flush;
+  });
+  if (auto s = service.start(); !s) {
+    std::fprintf(stderr, "clsi-venvs serve: %s\n", s.error().c_str());
+    return 1;
   }
-  if (::fcntl(a.lock_fd, F_GETFD) < 0)
-    throw std::runtime_error("--lock-fd is not an open descriptor");
-  ::fcntl(a.lock_fd, F_SETFD, FD_CLOEXEC);  // pip must not inherit it
-  std::ifstream in(a.requirements);
-  std::stringstream text;
-  text << in.rdbuf();
-  ::unlink(a.requirements.c_str());
-  Store store(config.venvs_dir);
-  auto p = prepare(config, store, text.str(), "requirements");
-  if (p.key != a.key) {
-    throw std::runtime_error("the requirements hash to " + p.key + ", not to the requested " +
-                             a.key);
-  }
-  BuildRequest req{p.key, p.requirements, p.python, {}, {}};
-  set_install_deadline(config, req);
-  auto out = build_locked(config, store, default_process_runner(), req, say);
-  return out.ok ? 0 : 1;
+  std::thread signals([&] {
+    int sig = 0;
+    ::sigwait(&stop, &sig);
+    service.request_stop();
+  });
+  service.run();
+  // After a stop request the signal thread has returned; otherwise this is
+  // what ends its wait.
+  ::pthread_kill(signals.native_handle(), SIGTERM);
+  signals.join();
+  return 0;
 }
 
 struct Percentiles {
@@ -411,6 +409,7 @@ int cmd_stats(const Config& config, const Args& a) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  ::umask(022);  // whatever this command creates, compile hosts can read
   Args a = parse(argc, argv);
   auto config =
       load_config(a.config.c_str(), [](const char* n) -> const char* { return std::getenv(n); });
@@ -425,7 +424,7 @@ int main(int argc, char** argv) {
     if (a.command == "warm") return cmd_warm(*config, a);
     if (a.command == "remove") return cmd_remove(*config, a);
     if (a.command == "stats") return cmd_stats(*config, a);
-    if (a.command == "build") return cmd_build(*config, a);
+    if (a.command == "serve") return cmd_serve(*config, a);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "clsi-venvs %s: %s\n", a.command.c_str(), e.what());
     return 1;

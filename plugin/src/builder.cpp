@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include "eviction.hpp"
+#include "kernelspec.hpp"
 #include "key.hpp"
 
 namespace clsi::venv {
@@ -15,12 +16,15 @@ void set_install_deadline(const Config& config, BuildRequest& request) {
 }
 
 BuildOutcome build_locked(const Config& config, const Store& store, const ProcessRunner& runner,
-                          const BuildRequest& request, const LineSink& log) {
+                          const BuildRequest& request, const LineSink& log,
+                          const std::function<bool()>& cancelled) {
   BuildOutcome out;
   const std::string id = short_key(request.key);
   struct stat st {};
   if (store.is_complete(request.key)) {
-    log(note("environment " + id + " no longer matches the base interpreter; rebuilding it"));
+    log(note("environment " + id +
+             " in the store can no longer be used (its interpreter changed, or its record "
+             "does not match); rebuilding it"));
   } else if (::lstat(store.env_dir(request.key).c_str(), &st) == 0) {
     log(note("removing an unfinished build of environment " + id +
              " left by an interrupted build"));
@@ -34,7 +38,14 @@ BuildOutcome build_locked(const Config& config, const Store& store, const Proces
   Installer installer(config, store, runner);
   auto built = installer.build(request, log);
   if (built.ok) {
-    if (auto w = store.write_record(built.record); !w) {
+    // Written by our code after pip, so a wheel cannot choose the kernel.
+    if (auto k = write_kernelspec(store.env_dir(request.key),
+                                  "Python 3 (project environment " + id + ")");
+        !k) {
+      (void)store.remove_env(request.key);
+      built.ok = false;
+      built.failure = k.error();
+    } else if (auto w = store.write_record(built.record); !w) {
       (void)store.remove_env(request.key);
       built.ok = false;
       built.failure = "could not mark the environment complete: " + w.error();
@@ -42,8 +53,10 @@ BuildOutcome build_locked(const Config& config, const Store& store, const Proces
   }
   if (!built.ok) {
     out.failure = built.failure;
-    (void)store.remember_failure(request.key, built.failure);
-    store.append_event("failure", request.key);
+    if (!(cancelled && cancelled())) {
+      (void)store.remember_failure(request.key, built.failure);
+      store.append_event("failure", request.key);
+    }
     log(note("building environment " + id + " failed: " + built.failure));
     return out;
   }
@@ -57,19 +70,22 @@ BuildOutcome build_locked(const Config& config, const Store& store, const Proces
   out.ok = true;
   out.record = std::move(built.record);
 
-  if (config.eviction.gc_after_build) {
-    auto usage = store_usage(store);
-    if (usage.total_bytes > config.eviction.max_total_mb * 1024 * 1024) {
-      log(note("the store is over eviction.max_total_mb (" +
-               std::to_string(config.eviction.max_total_mb) +
-               " MB); evicting the least recently used environments"));
-      auto report =
-          collect_garbage(store, config.eviction.max_total_mb * 1024 * 1024, false, {request.key});
-      for (const auto& line : report.lines)
-        log(note("gc: " + line));
-    }
-  }
   return out;
+}
+
+void evict_if_over_budget(const Config& config, const Store& store,
+                          const std::set<std::string>& keep, const LineSink& log) {
+  if (!config.eviction.gc_after_build) return;
+  auto usage = store_usage(store);
+  if (usage.total_bytes <= config.eviction.max_total_mb * 1024 * 1024) return;
+  log(note("the store is over eviction.max_total_mb (" +
+           std::to_string(config.eviction.max_total_mb) +
+           " MB); evicting the least recently used environments"));
+  auto report = collect_garbage(store, config.eviction.max_total_mb * 1024 * 1024, false, keep);
+  for (const auto& line : report.lines)
+    log(note("gc: " + line));
+  for (const auto& key : report.removed)
+    store.append_event("evict", key);
 }
 
 }  // namespace clsi::venv

@@ -75,6 +75,17 @@ class Reader {
     if (out.empty()) fail(key, "must not be empty");
   }
 
+  void get(const YAML::Node& n, const std::string& key, std::vector<std::uint32_t>& out) const {
+    if (!n) return;
+    if (!n.IsSequence()) fail(key, "expected a list of numeric ids");
+    out.clear();
+    for (const auto& item : n) {
+      std::uint32_t id = 0;
+      get_int(item, key, id, std::uint32_t{0});
+      out.push_back(id);
+    }
+  }
+
   void get(const YAML::Node& n, const std::string& key, std::vector<std::string>& out) const {
     if (!n) return;
     if (!n.IsSequence()) fail(key, "expected a list of strings");
@@ -125,6 +136,7 @@ void validate(const Config& c, const Reader& r) {
     r.fail("builder", "must be auto, inline or an absolute path, not '" + c.builder + "'");
   }
   if (c.base_python.front() != '/') r.fail("base_python", "must be an absolute path");
+  if (c.service.socket.front() != '/') r.fail("service.socket", "must be an absolute path");
   auto scheme = c.index_url.substr(0, c.index_url.find("://"));
   if (c.index_url.find("://") == std::string::npos ||
       (scheme != "https" && scheme != "http" && scheme != "file")) {
@@ -157,7 +169,7 @@ Expected<Config> load_config(const char* path, const GetEnv& getenv) {
         r.only_keys(s, "",
                     {"enabled", "venvs_dir", "base_python", "requirements_files", "index_url",
                      "only_binary", "require_hashes", "render_reserve_s", "retry_failed_after_s",
-                     "builder", "caps", "eviction"});
+                     "builder", "caps", "eviction", "service"});
         r.get(s["enabled"], "enabled", c.enabled);
         r.get(s["venvs_dir"], "venvs_dir", c.venvs_dir);
         r.get(s["base_python"], "base_python", c.base_python);
@@ -171,7 +183,7 @@ Expected<Config> load_config(const char* path, const GetEnv& getenv) {
         if (auto caps = s["caps"]; caps && !caps.IsNull()) {
           r.only_keys(caps, "caps",
                       {"install_timeout_s", "max_venv_mb", "max_packages", "max_requirements_bytes",
-                       "max_requirement_lines"});
+                       "max_requirement_lines", "max_venv_files"});
           r.get_int(caps["install_timeout_s"], "caps.install_timeout_s", c.caps.install_timeout_s,
                     1);
           r.get_int(caps["max_venv_mb"], "caps.max_venv_mb", c.caps.max_venv_mb, std::int64_t{1});
@@ -180,12 +192,27 @@ Expected<Config> load_config(const char* path, const GetEnv& getenv) {
                     c.caps.max_requirements_bytes, std::int64_t{1});
           r.get_int(caps["max_requirement_lines"], "caps.max_requirement_lines",
                     c.caps.max_requirement_lines, 1);
+          r.get_int(caps["max_venv_files"], "caps.max_venv_files", c.caps.max_venv_files,
+                    std::int64_t{1});
         }
         if (auto ev = s["eviction"]; ev && !ev.IsNull()) {
-          r.only_keys(ev, "eviction", {"max_total_mb", "gc_after_build"});
+          r.only_keys(ev, "eviction", {"max_total_mb", "gc_after_build", "gc_interval_s"});
           r.get(ev["gc_after_build"], "eviction.gc_after_build", c.eviction.gc_after_build);
           r.get_int(ev["max_total_mb"], "eviction.max_total_mb", c.eviction.max_total_mb,
                     std::int64_t{0});
+          r.get_int(ev["gc_interval_s"], "eviction.gc_interval_s", c.eviction.gc_interval_s, 0);
+        }
+        if (auto sv = s["service"]; sv && !sv.IsNull()) {
+          r.only_keys(sv, "service",
+                      {"socket", "allowed_uids", "allowed_gids", "max_parallel_builds",
+                       "connect_timeout_ms"});
+          r.get(sv["socket"], "service.socket", c.service.socket);
+          r.get(sv["allowed_uids"], "service.allowed_uids", c.service.allowed_uids);
+          r.get(sv["allowed_gids"], "service.allowed_gids", c.service.allowed_gids);
+          r.get_int(sv["max_parallel_builds"], "service.max_parallel_builds",
+                    c.service.max_parallel_builds, 1);
+          r.get_int(sv["connect_timeout_ms"], "service.connect_timeout_ms",
+                    c.service.connect_timeout_ms, 1);
         }
       } else if (root && !root.IsNull() && !root.IsMap()) {
         return Error{std::string(path) + ": expected a mapping with a python_venv section"};

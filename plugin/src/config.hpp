@@ -16,12 +16,24 @@ struct Caps {
   std::int64_t max_venv_mb = 2048;  // one venv on disk
   int max_packages = 100;           // distributions installed, dependencies included
   std::int64_t max_requirements_bytes = 64 * 1024;  // size of the requirements file
-  int max_requirement_lines = 200;  // requirement lines (comments and blanks excluded)
+  int max_requirement_lines = 200;      // requirement lines (comments and blanks excluded)
+  std::int64_t max_venv_files = 50000;  // files, directories and links in one venv
 };
 
 struct Eviction {
   std::int64_t max_total_mb = 51200;  // LRU budget for all venvs together
   bool gc_after_build = true;         // evict after a build when over budget
+  int gc_interval_s = 3600;           // the service's scheduled eviction
+};
+
+// The build service, `clsi-venvs serve`: the store's only writer.
+struct Service {
+  std::string socket = "/run/clsi-venvs/socket";
+  std::vector<std::uint32_t> allowed_uids;  // peers that may connect (SO_PEERCRED),
+  std::vector<std::uint32_t> allowed_gids;  // besides the service's own uid
+  int max_parallel_builds = 2;
+  // How long a compile host waits to connect before saying the service is down.
+  int connect_timeout_ms = 2000;
 };
 
 struct Config {
@@ -37,12 +49,12 @@ struct Config {
   int render_reserve_s = 30;
   // A failed build of a key is not retried for this long (0: always retry).
   int retry_failed_after_s = 120;
-  // Who builds: "auto" (clsi-venvs next to the plugin, in the background, so
-  // a build can outlive the compile), "inline" (in the compile's hook), or
-  // the absolute path of a clsi-venvs binary.
+  // Kept so existing files still load; it has no effect: builds happen only
+  // in the build service (Service).
   std::string builder = "auto";
   Caps caps;
   Eviction eviction;
+  Service service;
   std::string source;  // the file it was read from, for messages
   std::string path;    // its absolute path; "" for built-in defaults
 };

@@ -1,20 +1,15 @@
 #include "installer.hpp"
 
-#include <algorithm>
 #include <cstdio>
 #include <ctime>
 #include <sstream>
 
+#include "dist_info.hpp"
 #include "isolation.hpp"
+#include "key.hpp"
 
 namespace clsi::venv {
 namespace {
-
-constexpr const char* kListInstalled =
-    "import importlib.metadata as m, sysconfig\n"
-    "for d in m.distributions(path=list(dict.fromkeys([sysconfig.get_paths()['purelib'], "
-    "sysconfig.get_paths()['platlib']]))):\n"
-    "    print(d.metadata['Name'] + '==' + d.version)\n";
 
 std::string describe(const RunOutcome& r, const std::string& what,
                      const std::string& deadline_reason) {
@@ -86,6 +81,10 @@ BuildResult Installer::build(const BuildRequest& req, const LineSink& log) const
     log(note("the base interpreter has no pip module; the venv gets its own pip (slower)"));
   auto r = runner_(mk, req.deadline, stream, {});
   if (!r.ok()) return fail(describe(r, "creating the venv", req.deadline_reason));
+  // What venv made, before pip runs: after it, no wheel may have replaced or
+  // added the venv's interpreter, activation scripts or pyvenv.cfg.
+  auto created = snapshot_venv(venv);
+  if (!created) return fail(created.error());
 
   // 2. pip, from the file the plugin wrote. The download cache lives on the
   // volume: safe to share, because only the pinned index (and with
@@ -151,14 +150,21 @@ BuildResult Installer::build(const BuildRequest& req, const LineSink& log) const
              " cannot resolve without installing; caps.max_packages is checked after the install"));
   }
 
-  // 2b. Install, watching the venv's size while pip runs.
+  // 2b. Install, watching the venv's size and file count while pip runs
+  // (one walk of the tree, at most once a second).
   const std::int64_t cap_bytes = config_.caps.max_venv_mb * 1024 * 1024;
+  const std::int64_t cap_files = config_.caps.max_venv_files;
+  const std::string files_cap =
+      "caps.max_venv_files (" + std::to_string(config_.caps.max_venv_files) + " files)";
   auto next_measure = std::chrono::steady_clock::now();
   PollHook watch_size = [&]() -> std::string {
     auto now = std::chrono::steady_clock::now();
     if (now < next_measure) return {};
     next_measure = now + std::chrono::seconds(1);
-    if (disk_usage(venv) > cap_bytes) {
+    auto usage = measure_tree(venv, cap_files);
+    if (!usage) return "cannot measure the venv during the install: " + usage.error();
+    if (usage->over) return "the venv grew past " + files_cap + " during the install";
+    if (usage->bytes > cap_bytes) {
       return "the venv grew past caps.max_venv_mb (" + std::to_string(config_.caps.max_venv_mb) +
              " MB) during the install";
     }
@@ -172,16 +178,16 @@ BuildResult Installer::build(const BuildRequest& req, const LineSink& log) const
     return fail(why);
   }
 
-  // 3. What got installed, and how big it is.
-  SpawnOptions list = base;
-  list.executable = venv + "/bin/python3";
-  list.args = {"-I", "-c", kListInstalled};
-  std::vector<std::string> installed;
-  r = runner_(list, req.deadline, [&](std::string_view l) { installed.emplace_back(l); }, {});
-  if (!r.ok()) return fail(describe(r, "listing the installed packages", req.deadline_reason));
-  std::sort(installed.begin(), installed.end());
+  // 3. What got installed, read from the dist-info directories: no
+  // interpreter of the venv starts once pip has installed anything (a
+  // wheel's .pth would run in it, and bin/python3 may be a wheel's). Then
+  // the venv is checked against what venv made, and measured.
+  auto contents = inspect_venv(venv, *created, req.python.version_short, cap_files);
+  if (!contents) return fail(contents.error());
+  if (contents->usage.over) return fail("the venv holds more files than " + files_cap);
+  std::vector<std::string> installed = installed_list(contents->distributions);
 
-  std::int64_t size = disk_usage(venv);
+  std::int64_t size = contents->usage.bytes;
   if (size > cap_bytes) {
     return fail("the venv is " + std::to_string(size / (1024 * 1024)) +
                 " MB, over caps.max_venv_mb (" + std::to_string(config_.caps.max_venv_mb) + " MB)");
@@ -201,7 +207,7 @@ BuildResult Installer::build(const BuildRequest& req, const LineSink& log) const
   rec.python = req.python.version;
   rec.python_path = req.python.real_path;
   rec.pip = req.python.pip_version;
-  rec.index_url = config_.index_url;
+  rec.index_url = redact_credentials(config_.index_url);  // records are world-readable
   rec.only_binary = config_.only_binary;
   rec.built_at = static_cast<std::int64_t>(std::time(nullptr));
   rec.build_seconds =

@@ -1,6 +1,9 @@
 // Building one venv: `python -m venv --system-site-packages --without-pip`,
 // then the base interpreter's pip module run by the venv's interpreter, from
-// a requirements file the plugin wrote itself, in an isolated child.
+// a requirements file the plugin wrote itself, in an isolated child. After
+// pip, no interpreter of the venv runs: what was installed is read from the
+// dist-info directories, and the venv is checked against what venv created
+// (dist_info.hpp).
 #pragma once
 
 #include <chrono>

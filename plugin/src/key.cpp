@@ -14,6 +14,7 @@
 #include "config.hpp"
 #include "isolation.hpp"
 #include "probe.hpp"
+#include "store_trust.hpp"
 
 namespace clsi::venv {
 
@@ -50,8 +51,10 @@ std::string fnv1a64_hex(std::string_view data) {
 std::string KeyCache::key_for(const std::string& material) const {
   const std::string path = dir_ + "/" + fnv1a64_hex(material);
   std::string content;
-  {
-    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+  if (read_only_) {
+    if (auto t = read_trusted_file(path, owner_, material.size() + 65)) content = std::move(*t);
+  } else {
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK));
     if (fd) {
       char buf[4096];
       ssize_t n;
@@ -67,8 +70,20 @@ std::string KeyCache::key_for(const std::string& material) const {
     return content.substr(0, 64);
   }
   std::string key = sha256_hex(material);
-  (void)write_file_atomically(path, key + "\n" + material);  // a failed write costs a digest later
+  if (!read_only_)
+    (void)write_file_atomically(path,
+                                key + "\n" + material);  // a failed write costs a digest later
   return key;
+}
+
+std::string redact_credentials(const std::string& url) {
+  auto scheme = url.find("://");
+  if (scheme == std::string::npos) return url;
+  auto host_start = scheme + 3;
+  auto path = url.find_first_of("/?#", host_start);
+  auto at = url.rfind('@', path == std::string::npos ? url.size() : path);
+  if (at == std::string::npos || at < host_start) return url;
+  return url.substr(0, host_start) + "***@" + url.substr(at + 1);
 }
 
 std::string key_material(const std::vector<Requirement>& requirements,
@@ -78,7 +93,7 @@ std::string key_material(const std::vector<Requirement>& requirements,
   m += "\npython: " + python.version;
   m += "\npython-path: " + python.real_path;
   m += "\npip: " + python.pip_version;
-  m += "\nindex-url: " + config.index_url;
+  m += "\nindex-url: " + redact_credentials(config.index_url);
   m += std::string("\nonly-binary: ") + (config.only_binary ? "yes" : "no");
   m += std::string("\nrequire-hashes: ") + (config.require_hashes ? "yes" : "no");
   m += "\nrequirements:\n";

@@ -26,8 +26,16 @@ bool set_lock(int fd, short type) {
 }  // namespace
 
 Expected<KeyLock> KeyLock::open(const std::string& path, bool create) {
-  int flags = O_RDWR | O_CLOEXEC | O_NOFOLLOW | (create ? O_CREAT : 0);
+  int flags = O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | (create ? O_CREAT : 0);
   UniqueFd fd(::open(path.c_str(), flags, 0644));
+  if (!fd) return Error{"cannot open the lock file " + path + ": " + std::strerror(errno)};
+  KeyLock l;
+  l.fd_ = std::move(fd);
+  return l;
+}
+
+Expected<KeyLock> KeyLock::open_for_lease(const std::string& path) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK));
   if (!fd) return Error{"cannot open the lock file " + path + ": " + std::strerror(errno)};
   KeyLock l;
   l.fd_ = std::move(fd);
@@ -52,15 +60,6 @@ bool KeyLock::lock_until(Mode mode, std::chrono::steady_clock::time_point deadli
         std::min<std::chrono::steady_clock::duration>(pause, deadline - now));
     pause = std::min(pause * 2, std::chrono::milliseconds(250));
   }
-}
-
-bool KeyLock::downgrade() {
-  return set_lock(fd_.get(), F_RDLCK);
-}
-
-void KeyLock::forget() {
-  held_ = false;
-  fd_.reset();
 }
 
 void KeyLock::unlock() {

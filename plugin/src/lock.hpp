@@ -22,16 +22,14 @@ class KeyLock {
 
   // Opens (creating if asked) the lock file, close-on-exec. Takes no lock.
   static Expected<KeyLock> open(const std::string& path, bool create);
+  // Opens the lock file read-only, for a shared lock only: a compile host's
+  // lease, granted through a read-only mount of the store.
+  static Expected<KeyLock> open_for_lease(const std::string& path);
 
   bool try_lock(Mode mode);
   // Polls until `deadline`; false when it passed.
   bool lock_until(Mode mode, std::chrono::steady_clock::time_point deadline);
-  // Atomically turns an exclusive lock into a shared one.
-  bool downgrade();
   void unlock();
-  // Closes this descriptor without unlocking: for a lock whose open file
-  // description a child process inherited and now holds.
-  void forget();
   [[nodiscard]] bool held() const { return held_; }
   [[nodiscard]] int fd() const { return fd_.get(); }
 

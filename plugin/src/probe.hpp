@@ -7,6 +7,8 @@
 #include <mutex>
 #include <string>
 
+#include <sys/types.h>
+
 #include "expected.hpp"
 #include "process_runner.hpp"
 
@@ -33,10 +35,28 @@ Expected<InterpreterIdentity> identify_interpreter(const std::string& path);
 // Caches facts in memory and in `probe_dir` (one small file per fingerprint).
 class InterpreterProbe {
  public:
+  // The build service's probe: runs the interpreter when it must and keeps
+  // what it learned in probe_dir.
   InterpreterProbe(std::string probe_dir, std::string tmp_dir, ProcessRunner runner)
       : probe_dir_(std::move(probe_dir)),
         tmp_dir_(std::move(tmp_dir)),
         runner_(std::move(runner)) {}
+
+  // A compile host's view: only reads probe files the store's owner wrote;
+  // runs nothing and writes nothing. Without such a file, facts() fails and
+  // the caller asks the build service.
+  static InterpreterProbe reader(std::string probe_dir, uid_t owner) {
+    InterpreterProbe p(std::move(probe_dir), {}, {});
+    p.read_only_ = true;
+    p.owner_ = owner;
+    return p;
+  }
+  InterpreterProbe(InterpreterProbe&& other) noexcept
+      : probe_dir_(std::move(other.probe_dir_)),
+        tmp_dir_(std::move(other.tmp_dir_)),
+        runner_(std::move(other.runner_)),
+        read_only_(other.read_only_),
+        owner_(other.owner_) {}
 
   // `probed` is set when a process had to run.
   Expected<InterpreterFacts> facts(const std::string& base_python, bool* probed = nullptr);
@@ -47,6 +67,8 @@ class InterpreterProbe {
   std::string probe_dir_;
   std::string tmp_dir_;
   ProcessRunner runner_;
+  bool read_only_ = false;
+  uid_t owner_ = 0;
   std::mutex mu_;
   std::map<std::string, InterpreterFacts> memo_;
 };

@@ -1,5 +1,7 @@
 #include "requirements.hpp"
 
+#include "log_text.hpp"
+
 #include <algorithm>
 #include <cctype>
 #include <optional>
@@ -24,9 +26,11 @@ const std::set<std::string_view> kMarkerVariables = {
     "platform_version",    "platform_machine",       "platform_python_implementation",
     "implementation_name", "implementation_version", "extra"};
 
+// What a refusal echoes of the user's line: short, and unable to forge a
+// line or an annotation in output.log (log_text.hpp).
 std::string quote_excerpt(std::string_view s) {
   constexpr std::size_t kMax = 60;
-  std::string out(s.substr(0, kMax));
+  std::string out = echo_text(s.substr(0, kMax));
   if (s.size() > kMax) out += "...";
   return "'" + out + "'";
 }

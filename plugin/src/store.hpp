@@ -3,7 +3,8 @@
 //   envs/<key>/            the venv
 //   envs/<key>.complete    completion record, outside the venv's tree; its
 //                          presence marks the venv usable, its mtime is the
-//                          last use (post-compile stamps it)
+//                          last use (the service stamps it when a
+//                          compile host reports a use)
 //   locks/<key>.lock       per-key lock file; never deleted
 //   probes/<fingerprint>   cached facts about a base interpreter
 //   keys/<fnv64>           key material -> key, so a hit computes no SHA-256

@@ -1,86 +1,36 @@
 #include "venv_plugin.hpp"
 
-#include <dlfcn.h>
-#include <fcntl.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include <cstdlib>
-#include <ctime>
 #include <stdexcept>
-#include <thread>
 
-#include "builder.hpp"
+#include "kernelspec.hpp"
 #include "key.hpp"
+#include "log_text.hpp"
 #include "requirements_file.hpp"
+#include "service_client.hpp"
+#include "store_trust.hpp"
+#include "venv_state.hpp"
 
 namespace clsi::venv {
 namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// What a compile holds between its two hooks: the key's shared lock.
+// Everything this plugin writes to output.log goes through here: its own
+// words, the service's progress (pip's output among it), remembered reasons.
+void say(const CompileContext& ctx, std::string_view text) {
+  ctx.append(log_lines(text));
+}
+
+// What a compile holds between its two hooks: the key's shared lock, the
+// lease that keeps eviction and rebuilds away while the render runs.
 struct CompileState {
   std::string key;
-  KeyLock lock;
+  KeyLock lease;
+  bool hit = false;
 };
-
-// The venv's interpreter still is the base interpreter.
-bool healthy(const Store& store, const std::string& key, const InterpreterFacts& python) {
-  struct stat st {};
-  std::string py = store.env_dir(key) + "/bin/python3";
-  return ::stat(py.c_str(), &st) == 0 && st.st_dev == python.identity.dev &&
-         st.st_ino == python.identity.ino;
-}
-
-std::string utc_time(std::int64_t t) {
-  return format_utc(t, "%H:%M:%S UTC");
-}
-
-// Appends what a build writes to its log file to this compile's output.log.
-class LogTail {
- public:
-  void start(const std::string& path, bool from_beginning) {
-    fd_.reset(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
-    if (fd_ && !from_beginning) ::lseek(fd_.get(), 0, SEEK_END);
-    pending_.clear();
-  }
-  void pump(const CompileContext& ctx) {
-    if (!fd_) return;
-    char buf[8192];
-    ssize_t n;
-    while ((n = ::read(fd_.get(), buf, sizeof buf)) > 0)
-      pending_.append(buf, static_cast<size_t>(n));
-    auto last = pending_.rfind('\n');
-    if (last == std::string::npos) return;
-    ctx.append(std::string_view(pending_).substr(0, last + 1));
-    pending_.erase(0, last + 1);
-  }
-
- private:
-  UniqueFd fd_;
-  std::string pending_;
-};
-
-// clsi-venvs next to the library this code is in: <prefix>/lib/x.so -> <prefix>/bin/clsi-venvs.
-std::string find_builder_next_to_plugin() {
-  Dl_info info{};
-  if (::dladdr(reinterpret_cast<void*>(&find_builder_next_to_plugin), &info) == 0 ||
-      !info.dli_fname) {
-    return {};
-  }
-  std::string self = info.dli_fname;
-  auto slash = self.rfind('/');
-  if (slash == std::string::npos) return {};
-  std::string dir = self.substr(0, slash);
-  for (const auto& candidate : {dir + "/../bin/clsi-venvs", dir + "/clsi-venvs"}) {
-    if (::access(candidate.c_str(), X_OK) == 0) {
-      char real[PATH_MAX];
-      return ::realpath(candidate.c_str(), real) ? std::string(real) : candidate;
-    }
-  }
-  return {};
-}
 
 }  // namespace
 
@@ -90,36 +40,24 @@ struct VenvPlugin::Want {
   std::string key;
   std::string id;  // short key, for messages
   std::vector<Requirement> requirements;
-  InterpreterFacts python;
   Clock::time_point compile_deadline;  // when the render must start
 };
 
 Seams Seams::production() {
   return {[](const char* name) -> const char* { return std::getenv(name); },
-          default_process_runner()};
+          default_process_runner(),
+          {}};
 }
 
 VenvPlugin::VenvPlugin(Config config, const HostServices& host, Seams seams)
-    : config_(std::move(config)),
-      host_(host),
-      seams_(std::move(seams)),
-      store_(config_.venvs_dir),
-      probe_(store_.probes_dir(), store_.tmp_dir(), seams_.runner) {
-  if (config_.builder == "inline") {
-    builder_note_ = "builder: inline";
-  } else if (config_.builder == "auto") {
-    builder_path_ = find_builder_next_to_plugin();
-    if (builder_path_.empty()) {
-      builder_note_ = "clsi-venvs was not found next to the plugin";
-    }
-  } else if (::access(config_.builder.c_str(), X_OK) == 0) {
-    builder_path_ = config_.builder;
-  } else {
-    builder_note_ = "builder " + config_.builder + " is not executable";
-  }
-  if (config_.enabled && !builder_note_.empty() && config_.builder != "inline") {
-    host_.log(CLSI_LOG_WARNING,
-              builder_note_ + "; builds run inside the compile and cannot outlive it");
+    : config_(std::move(config)), host_(host), seams_(std::move(seams)), store_(config_.venvs_dir) {
+  // The compile's command inherits the host's environment (ABI 1.0 has no
+  // read of it), so the host's JUPYTER_PATH is what the render would have had.
+  if (const char* jp = seams_.getenv("JUPYTER_PATH")) host_jupyter_path_ = jp;
+  if (config_.enabled && config_.builder != "auto") {
+    host_.log(CLSI_LOG_WARNING, config_.source +
+                                    ": python_venv.builder has no effect any more; builds run "
+                                    "only in the build service (clsi-venvs serve)");
   }
 }
 
@@ -133,50 +71,82 @@ std::unique_ptr<VenvPlugin> VenvPlugin::create(const HostServices& host, const c
 // The compile goes on as it would without this plugin: QUARTO_PYTHON is left
 // to the deployment, which is what "the base interpreter" means here.
 clsi_status VenvPlugin::fall_back(CompileContext& ctx, const std::string& why) const {
-  ctx.append(note(why));
-  ctx.append(note("the render runs on the base interpreter, without the project's packages"));
+  say(ctx, note(why));
+  say(ctx, note("the render runs on the base interpreter, without the project's packages"));
   return CLSI_STATUS_FELL_BACK;
 }
 
-clsi_status VenvPlugin::inject(CompileContext& ctx, const Want& want, KeyLock held,
+// QUARTO_PYTHON and JUPYTER_PATH go together: QUARTO_PYTHON alone runs only
+// Quarto's kernel driver in the venv, while the kernel comes from whichever
+// python3 kernelspec is first on the Jupyter path (docs/store.md).
+clsi_status VenvPlugin::inject(CompileContext& ctx, const Want& want, KeyLock held, bool hit,
                                void** compile_ptr) {
-  std::string py = store_.env_dir(want.key) + "/bin/python3";
-  if (!ctx.set_env("QUARTO_PYTHON", py))
+  const std::string venv = store_.env_dir(want.key);
+  if (!ctx.set_env("JUPYTER_PATH", jupyter_path_with(venv, host_jupyter_path_)))
+    return fall_back(ctx, "the host refused to set JUPYTER_PATH");
+  if (!ctx.set_env("QUARTO_PYTHON", venv + "/bin/python3")) {
+    (void)ctx.set_env("JUPYTER_PATH", host_jupyter_path_);  // neither, then
     return fall_back(ctx, "the host refused to set QUARTO_PYTHON");
-  *compile_ptr = new CompileState{want.key, std::move(held)};
+  }
+  *compile_ptr = new CompileState{want.key, std::move(held), hit};
   return CLSI_STATUS_OK;
 }
 
 clsi_status VenvPlugin::pre_compile(CompileContext& ctx, void** compile_ptr) {
   *compile_ptr = nullptr;
   if (!config_.enabled) return CLSI_STATUS_NOTHING_TO_DO;
+  std::string what;
+  try {
+    return prepare_and_inject(ctx, compile_ptr);
+  } catch (const std::exception& e) {
+    what = e.what();
+  } catch (...) {
+    what = "an unknown exception";
+  }
+  // Whatever was set is taken back: the render runs as without the plugin.
+  delete static_cast<CompileState*>(*compile_ptr);
+  *compile_ptr = nullptr;
+  try {
+    (void)ctx.set_env("JUPYTER_PATH", host_jupyter_path_);
+    host_.log(CLSI_LOG_ERROR, "pre-compile failed inside the plugin: " + what);
+    return fall_back(ctx, "the plugin failed unexpectedly (" + what +
+                              "); this is a problem of the compile service, not of your project");
+  } catch (...) {
+    return CLSI_STATUS_FELL_BACK;  // not even a line could be written (out of memory)
+  }
+}
+
+clsi_status VenvPlugin::prepare_and_inject(CompileContext& ctx, void** compile_ptr) {
   const auto start = Clock::now();
+  step("read");
 
   // 1. The requirements file: untrusted, read carefully, parsed by allowlist.
   auto file = read_requirements_file(std::string(ctx.compile_dir()), config_.requirements_files,
                                      config_.caps.max_requirements_bytes);
   if (!file) {
-    ctx.append(file.error());
+    say(ctx, file.error());
     return fall_back(ctx, "not installing Python packages: the requirements file was refused");
   }
   if (!file->has_value()) return CLSI_STATUS_NOTHING_TO_DO;
+  step("parse");
   Want want;
   want.file_name = (*file)->name;
   auto parsed = parse_requirements((*file)->text,
                                    {config_.require_hashes, config_.caps.max_requirement_lines});
   if (!parsed.refusals.empty()) {
     for (const auto& r : parsed.refusals)
-      ctx.append(format_refusal(want.file_name, r));
+      say(ctx, format_refusal(want.file_name, r));
     return fall_back(
         ctx, "not installing Python packages: " + std::to_string(parsed.refusals.size()) +
                  " line(s) of ./" + want.file_name + " were refused; fix them to get the packages");
   }
   if (parsed.requirements.empty()) {
-    ctx.append(note("./" + want.file_name + " lists no packages; using the base interpreter"));
+    say(ctx, note("./" + want.file_name + " lists no packages; using the base interpreter"));
     return CLSI_STATUS_NOTHING_TO_DO;
   }
   want.requirements = std::move(parsed.requirements);
 
+  step("gate");
   // 2. Gating: the web tier decides who may install; default deny.
   if (!ctx.allow_python_install()) {
     return fall_back(ctx, "not installing the packages in ./" + want.file_name +
@@ -184,167 +154,138 @@ clsi_status VenvPlugin::pre_compile(CompileContext& ctx, void** compile_ptr) {
                               "project owner and invited collaborators may)");
   }
 
-  // 3. The key. The interpreter's facts come from the store's probe cache.
-  auto layout = store_.ensure_layout();
-  if (!layout) return fall_back(ctx, "the venv store is not usable: " + layout.error());
-  bool probed = false;
-  auto python = probe_.facts(config_.base_python, &probed);
-  if (!python) return fall_back(ctx, python.error());
-  if (probed) ctx.log(CLSI_LOG_INFO, "probed " + config_.base_python + ": " + python->version);
-  want.python = std::move(*python);
-  want.key =
-      KeyCache(store_.keys_dir()).key_for(key_material(want.requirements, want.python, config_));
-  want.id = short_key(want.key);
   const long long left_ms = ctx.time_left_ms();
   want.compile_deadline = left_ms < 0 ? Clock::time_point::max()
                                       : start + std::chrono::milliseconds(left_ms) -
                                             std::chrono::seconds(config_.render_reserve_s);
 
-  auto lock = KeyLock::open(store_.lock_path(want.key), true);
-  if (!lock) return fall_back(ctx, lock.error());
-
-  // 4. Cache hit: shared lock, complete, healthy. No process, no wait.
-  if (lock->try_lock(KeyLock::Mode::kShared)) {
-    if (store_.is_complete(want.key) && healthy(store_, want.key, want.python)) {
-      ctx.append(note("reusing environment " + want.id + " for ./" + want.file_name));
-      store_.append_event("hit", want.key);
-      return inject(ctx, want, std::move(*lock), compile_ptr);
+  step("key");
+  // 3. A hit, from what the service left in the store: no process, no write.
+  std::string why_not;
+  if (auto key = local_key(want, why_not)) {
+    want.key = *key;
+    want.id = short_key(want.key);
+    step("lease");
+    if (auto lease = lease_if_usable(want, why_not)) {
+      step("inject");
+      say(ctx, note("reusing environment " + want.id + " for ./" + want.file_name));
+      return inject(ctx, want, std::move(*lease), true, compile_ptr);
     }
-    lock->unlock();
   }
-  store_.append_event("miss", want.key);
-  return build_or_wait(ctx, want, std::move(*lock), compile_ptr);
+  step("service");
+  return ask_service(ctx, want, compile_ptr);
 }
 
-// Gets the venv built, by this compile or by whoever is building it, and
-// waits for it within the compile's deadline. A build started in the
-// background goes on when the deadline passes; the next compile uses it.
-clsi_status VenvPlugin::build_or_wait(CompileContext& ctx, const Want& want, KeyLock lock,
-                                      void** compile_ptr) {
-  LogTail tail;
-  bool launched = false;
-  bool announced_wait = false;
-  auto pause = std::chrono::milliseconds(20);
-  for (;;) {
-    tail.pump(ctx);
-    if (lock.try_lock(KeyLock::Mode::kShared)) {
-      tail.pump(ctx);  // the build has ended: show the rest of its log
-      if (store_.is_complete(want.key) && healthy(store_, want.key, want.python)) {
-        if (!launched) ctx.append(note("environment " + want.id + " is ready; reusing it"));
-        return inject(ctx, want, std::move(lock), compile_ptr);
-      }
-      lock.unlock();
-      if (auto f = store_.recent_failure(want.key, config_.retry_failed_after_s)) {
-        if (launched)
-          return fall_back(ctx, "environment " + want.id + " could not be built (see above)");
-        return fall_back(ctx, "the last build of environment " + want.id + " failed at " +
-                                  utc_time(f->at) + ": " + f->reason +
-                                  "; it is tried again after " + utc_time(f->retry_at) +
-                                  ", or at once when ./" + want.file_name + " changes");
-      }
-      if (launched) {
-        return fall_back(ctx, "the build of environment " + want.id +
-                                  " stopped without finishing; compile again to retry it");
-      }
-      if (!lock.try_lock(KeyLock::Mode::kExclusive)) continue;  // somebody else started
-      if (store_.is_complete(want.key) && healthy(store_, want.key, want.python)) {
-        lock.downgrade();
-        return inject(ctx, want, std::move(lock), compile_ptr);
-      }
-      ctx.append(
-          note("no environment for ./" + want.file_name + " yet; building environment " + want.id));
-      if (!builder_path_.empty() && launch_builder(ctx, want, lock)) {
-        launched = true;
-        tail.start(store_.build_log_path(want.key), true);
-        auto reopened = KeyLock::open(store_.lock_path(want.key), true);
-        if (!reopened) return fall_back(ctx, reopened.error());
-        lock = std::move(*reopened);
-        continue;
-      }
-      // Inline: the build runs here, bounded by the compile's deadline too.
-      BuildRequest req{want.key, want.requirements, want.python, {}, {}};
-      set_install_deadline(config_, req);
-      if (want.compile_deadline < req.deadline) {
-        req.deadline = want.compile_deadline;
-        req.deadline_reason = "the time left for this compile";
-      }
-      auto built = build_locked(config_, store_, seams_.runner, req,
-                                [&](std::string_view line) { ctx.append(line); });
-      if (!built.ok) {
-        lock.unlock();
-        return fall_back(ctx, "environment " + want.id + " is not available");
-      }
-      lock.downgrade();
-      return inject(ctx, want, std::move(lock), compile_ptr);
-    }
-    // Held exclusively: a build (or an eviction) is running.
-    if (!announced_wait && !launched) {
-      ctx.append(note("waiting for another compile's build of environment " + want.id));
-      tail.start(store_.build_log_path(want.key), false);
-      announced_wait = true;
-    }
-    if (Clock::now() >= want.compile_deadline) {
-      return fall_back(ctx, "environment " + want.id +
-                                " is being prepared in the background and was not ready before "
-                                "this compile's deadline; compile again shortly to use it");
-    }
-    std::this_thread::sleep_for(pause);
-    pause = std::min(pause * 2, std::chrono::milliseconds(50));
+// The key as the service would compute it, from the probe and key cache it
+// keeps in the store; nullopt when it has not probed this interpreter yet.
+std::optional<std::string> VenvPlugin::local_key(const Want& want, std::string& why_not) const {
+  auto owner = store_owner(store_.root());
+  if (!owner) {
+    why_not = owner.error();
+    return std::nullopt;
   }
+  auto probe = InterpreterProbe::reader(store_.probes_dir(), *owner);
+  auto python = probe.facts(config_.base_python);
+  if (!python) {
+    why_not = python.error();
+    return std::nullopt;
+  }
+  return KeyCache(store_.keys_dir(), *owner)
+      .key_for(key_material(want.requirements, *python, config_));
 }
 
-// Starts `clsi-venvs build` detached, handing it the exclusive lock: the
-// child inherits the lock's open file description, so the lock is held for
-// exactly as long as the build runs, and released by the kernel if it dies.
-bool VenvPlugin::launch_builder(CompileContext& ctx, const Want& want, KeyLock& exclusive) {
-  std::string request = store_.tmp_dir() + "/request-" + want.id + "-XXXXXX";
-  {
-    UniqueFd fd(::mkostemp(request.data(), O_CLOEXEC));
-    if (!fd) return false;
-    std::string content;
-    for (const auto& r : want.requirements)
-      content += r.canonical + "\n";
-    if (::write(fd.get(), content.data(), content.size()) != static_cast<ssize_t>(content.size())) {
-      ::unlink(request.c_str());
-      return false;
+// A shared lease on want.key's venv when the store's owner marked it
+// complete for exactly these requirements, nobody else can have changed the
+// record or the venv, and its interpreter still is the base interpreter.
+std::optional<KeyLock> VenvPlugin::lease_if_usable(const Want& want, std::string& why_not) const {
+  auto owner = store_owner(store_.root());
+  if (!owner) {
+    why_not = owner.error();
+    return std::nullopt;
+  }
+  auto lease = KeyLock::open_for_lease(store_.lock_path(want.key));
+  if (!lease) {
+    why_not = "not built yet";
+    return std::nullopt;
+  }
+  if (!lease->try_lock(KeyLock::Mode::kShared)) {
+    why_not = "being built or removed";
+    return std::nullopt;
+  }
+  std::vector<std::string> asked;
+  for (const auto& r : want.requirements)
+    asked.push_back(r.canonical);
+  auto check = check_venv(store_, *owner, want.key, asked, config_.base_python);
+  if (check.state == VenvState::kUntrusted) {
+    host_.log(CLSI_LOG_WARNING,
+              "environment " + want.id + " in " + store_.root() + " is not used: " + check.why);
+  }
+  if (check.state != VenvState::kUsable) {
+    why_not = check.why;
+    return std::nullopt;
+  }
+  return std::move(*lease);
+}
+
+// Asks the build service for the venv and follows its build, within the
+// compile's deadline. A build goes on in the service when the deadline
+// passes; a later compile uses it.
+clsi_status VenvPlugin::ask_service(CompileContext& ctx, Want& want, void** compile_ptr) {
+  say(ctx, note("no environment for ./" + want.file_name + " yet; asking the build service"));
+  protocol::BuildRequest request;
+  for (const auto& r : want.requirements)
+    request.requirements.push_back(r.canonical);
+  request.project_id = std::string(ctx.project_id());
+  request.user_id = std::string(ctx.user_id());
+  auto answer = request_build(config_, request, want.compile_deadline,
+                              [&](const std::string& line) { say(ctx, line); });
+  if (!answer.key.empty()) {
+    want.key = answer.key;
+    want.id = short_key(want.key);
+  }
+  if (answer.unreachable) {
+    ctx.log(CLSI_LOG_WARNING,
+            "the build service at " + config_.service.socket + " is unavailable: " + answer.reason);
+    return fall_back(ctx, "the build service is unavailable (" + answer.reason +
+                              "); this is a problem of the compile service, not of ./" +
+                              want.file_name);
+  }
+  if (answer.timed_out) {
+    return fall_back(ctx, "the environment for ./" + want.file_name +
+                              " is being prepared in the background and was not ready before "
+                              "this compile's deadline; compile again shortly to use it");
+  }
+  if (!answer.ok) {
+    if (answer.cause == protocol::Cause::kService) {
+      ctx.log(CLSI_LOG_WARNING,
+              "the build service could not build " + want.id + ": " + answer.reason);
+      return fall_back(ctx, "the build service could not build environment " + want.id + " (" +
+                                answer.reason +
+                                "); this is a problem of the compile service, "
+                                "not of ./" +
+                                want.file_name);
     }
+    return fall_back(ctx, "environment " + want.id + " could not be built: " + answer.reason);
   }
-  UniqueFd log(::open(store_.build_log_path(want.key).c_str(),
-                      O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644));
-  if (!log) {
-    ::unlink(request.c_str());
-    return false;
+  std::string why_not;
+  if (auto lease = lease_if_usable(want, why_not)) {
+    say(ctx, note("environment " + want.id + " is ready"));
+    return inject(ctx, want, std::move(*lease), false, compile_ptr);
   }
-  SpawnOptions o;
-  o.executable = builder_path_;
-  o.args = {"build", "--venvs-dir", config_.venvs_dir,
-            "--key", want.key,      "--requirements",
-            request, "--lock-fd",   std::to_string(exclusive.fd())};
-  if (!config_.path.empty()) o.args.insert(o.args.begin() + 1, {"--config", config_.path});
-  o.env = {"PATH=/usr/local/bin:/usr/bin:/bin", "LANG=C.UTF-8"};
-  o.cwd = "/";
-  o.output_fd = log.get();
-  o.detach = true;
-  o.die_with_parent = false;
-  o.inherit_fds = {exclusive.fd()};
-  std::error_code ec;
-  auto child = Child::spawn(o, ec);
-  if (!child) {
-    ::unlink(request.c_str());
-    ctx.log(CLSI_LOG_WARNING, "cannot start " + builder_path_ + ": " + ec.message());
-    return false;
-  }
-  child->wait();  // the intermediate process; the builder is an orphan now
-  exclusive.forget();
-  return true;
+  return fall_back(ctx,
+                   "environment " + want.id + " was built but cannot be used here: " + why_not);
 }
 
 clsi_status VenvPlugin::post_compile(CompileContext& /*ctx*/, void* compile_ptr,
                                      const clsi_compile_result_v1& /*result*/) {
   std::unique_ptr<CompileState> state(static_cast<CompileState*>(compile_ptr));
   if (!state) return CLSI_STATUS_NOTHING_TO_DO;
-  store_.touch(state->key);  // last use, for LRU eviction
-  state->lock.unlock();
+  state->lease.unlock();
+  // Last use, for LRU eviction: the service stamps it; nothing is written here.
+  if (auto why = report_use(config_, state->key, state->hit); !why.empty()) {
+    host_.log(CLSI_LOG_INFO, "could not tell the build service that environment " +
+                                 short_key(state->key) + " was used: " + why);
+  }
   return CLSI_STATUS_OK;
 }
 

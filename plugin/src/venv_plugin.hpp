@@ -2,7 +2,10 @@
 // for different compiles. Everything hangs off the instance.
 #pragma once
 
+#include <functional>
 #include <memory>
+#include <optional>
+#include <string>
 
 #include "clsi/plugin_glue.hpp"
 #include "config.hpp"
@@ -16,7 +19,10 @@ namespace clsi::venv {
 
 struct Seams {
   GetEnv getenv;
-  ProcessRunner runner;
+  ProcessRunner runner;  // what tests hand an in-process build service
+  // Called at each step of pre-compile with its name; tests throw from it to
+  // show that no step can fail a compile. Production: nothing.
+  std::function<void(const char* step)> step;
   static Seams production();
 };
 
@@ -27,30 +33,32 @@ class VenvPlugin {
   // The glue's factory: reads the configuration or throws with its message.
   static std::unique_ptr<VenvPlugin> create(const HostServices& host, const char* config_path);
 
+  // Never fails the compile: anything that goes wrong, an exception of any
+  // kind included, is a fallback with a line in output.log.
   clsi_status pre_compile(CompileContext& ctx, void** compile_ptr);
   clsi_status post_compile(CompileContext& ctx, void* compile_ptr,
                            const clsi_compile_result_v1& result);
 
   [[nodiscard]] const Config& config() const { return config_; }
-  // The clsi-venvs binary that builds in the background; "" when builds run
-  // inside the compile (builder: inline, or no binary found).
-  [[nodiscard]] const std::string& builder_path() const { return builder_path_; }
 
  private:
   struct Want;
-  clsi_status build_or_wait(CompileContext& ctx, const Want& want, KeyLock lock,
-                            void** compile_ptr);
-  bool launch_builder(CompileContext& ctx, const Want& want, KeyLock& exclusive);
-  clsi_status inject(CompileContext& ctx, const Want& want, KeyLock held, void** compile_ptr);
+  clsi_status prepare_and_inject(CompileContext& ctx, void** compile_ptr);
+  void step(const char* name) const {
+    if (seams_.step) seams_.step(name);
+  }
+  std::optional<std::string> local_key(const Want& want, std::string& why_not) const;
+  std::optional<KeyLock> lease_if_usable(const Want& want, std::string& why_not) const;
+  clsi_status ask_service(CompileContext& ctx, Want& want, void** compile_ptr);
+  clsi_status inject(CompileContext& ctx, const Want& want, KeyLock held, bool hit,
+                     void** compile_ptr);
   clsi_status fall_back(CompileContext& ctx, const std::string& why) const;
 
   const Config config_;
   const HostServices& host_;
   const Seams seams_;
   Store store_;
-  InterpreterProbe probe_;
-  std::string builder_path_;
-  std::string builder_note_;  // why builds run inline, said once per compile that builds
+  std::string host_jupyter_path_;  // JUPYTER_PATH of the host, read once at create
 };
 
 }  // namespace clsi::venv

@@ -4,6 +4,7 @@
 
 #include <sys/stat.h>
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -28,7 +29,12 @@ struct VenvWorld {
   std::string index = tmp / "index";
   std::string venvs = tmp / "venvs";
   std::string config = tmp / "plugin.yaml";
+  std::string socket = tmp / "service.sock";
   int projects = 0;
+  // More keys of the service: section, e.g. "max_parallel_builds: 2".
+  std::vector<std::string> service_lines;
+  // The build service of this store, (re)started by configure().
+  std::optional<ServiceProcess> service;
 
   explicit VenvWorld(const std::string& packages = kDefaultPackages) {
     make_index(index, packages);
@@ -37,13 +43,37 @@ struct VenvWorld {
   [[nodiscard]] std::string file_index_url() const { return "file://" + index + "/simple/"; }
 
   // Writes plugin.yaml: enabled, this world's store, the given index, extras.
-  void configure(const std::vector<std::string>& extra = {}, const std::string& index_url = "") {
+  // Writes plugin.yaml: enabled, this world's store and service socket, the
+  // given index, extras; then restarts the build service on it, unless
+  // `with_service` is false.
+  void configure(const std::vector<std::string>& extra = {}, const std::string& index_url = "",
+                 bool with_service = true) {
     std::vector<std::string> lines = {
-        "enabled: true", "venvs_dir: " + venvs,
-        "index_url: " + (index_url.empty() ? file_index_url() : index_url)};
+        "venvs_dir: " + venvs, "index_url: " + (index_url.empty() ? file_index_url() : index_url)};
+    bool has_service_section = false;
+    bool has_enabled = false;
+    for (const auto& l : extra) {
+      has_service_section = has_service_section || l == "service:";
+      has_enabled = has_enabled || l.rfind("enabled:", 0) == 0;
+    }
+    if (!has_enabled) lines.insert(lines.begin(), "enabled: true");
+    if (!has_service_section) {
+      lines.insert(lines.end(), {"service:", "  socket: " + socket});
+      for (const auto& l : service_lines)
+        lines.push_back("  " + l);
+    }
     lines.insert(lines.end(), extra.begin(), extra.end());
     write_plugin_yaml(config, lines);
+    service.reset();
+    if (with_service) start_service();
   }
+
+  void start_service(const std::map<std::string, std::string>& env = {}) {
+    service.reset();
+    service.emplace(config, socket, tmp / "service.log", env, service_prefix);
+  }
+  // How the service is started, e.g. SystemUser::as() to run it as that user.
+  std::vector<std::string> service_prefix;
 
   // A new compile directory holding `file_name` with `requirements`.
   std::string project(const std::string& requirements,
@@ -86,6 +116,15 @@ struct VenvWorld {
     auto r = run(runner_argv(dir, allow, code, extra), env);
     if (status) *status = r.status;
     return read_file(dir + "/output.log") + r.output;
+  }
+
+  // Nothing was built or asked for: the service laid out the store, and no
+  // venv, key, lock or failure is in it.
+  [[nodiscard]] bool untouched() const {
+    for (const char* d : {"/envs", "/keys", "/locks", "/failures"}) {
+      if (!list_dir(venvs + d).empty()) return false;
+    }
+    return true;
   }
 
   // venv directories (keys) present in the store.

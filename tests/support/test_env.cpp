@@ -1,6 +1,11 @@
 #include "test_env.hpp"
 
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -177,6 +182,75 @@ std::string write_plugin_yaml(const std::string& path, const std::vector<std::st
     y += "  " + l + "\n";
   write_file(path, y);
   return path;
+}
+
+static bool can_connect(const std::string& path) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path.size() >= sizeof addr.sun_path) return false;
+  std::copy(path.begin(), path.end(), addr.sun_path);
+  clsi::UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  return fd && ::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+}
+
+ServiceProcess::ServiceProcess(const std::string& config, const std::string& socket,
+                               const std::string& log_path,
+                               const std::map<std::string, std::string>& env,
+                               const std::vector<std::string>& prefix)
+    : log_path_(log_path) {
+  std::vector<std::string> argv = prefix;
+  argv.insert(argv.end(),
+              {std::string(CLSI_BUILD_DIR) + "/bin/clsi-venvs", "serve", "--config", config});
+  clsi::SpawnOptions o;
+  o.executable = which(argv.at(0));
+  o.args.assign(argv.begin() + 1, argv.end());
+  for (char** e = environ; *e; ++e) {
+    std::string kv(*e);
+    if (!env.count(kv.substr(0, kv.find('=')))) o.env.push_back(kv);
+  }
+  for (const auto& [k, v] : env)
+    o.env.push_back(k + "=" + v);
+  clsi::UniqueFd out(::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644));
+  o.output_fd = out.get();
+  std::error_code ec;
+  child_ = clsi::Child::spawn(o, ec);
+  if (!child_) throw std::runtime_error("cannot start clsi-venvs serve: " + ec.message());
+  auto until = std::chrono::steady_clock::now() + std::chrono::seconds(15);
+  while (!can_connect(socket)) {
+    if (child_->try_wait() || std::chrono::steady_clock::now() > until) {
+      std::string why = read_file(log_path);
+      child_.reset();
+      throw std::runtime_error("clsi-venvs serve did not start: " + why);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
+ServiceProcess::~ServiceProcess() {
+  if (child_) stop();
+}
+
+std::string ServiceProcess::log() const {
+  return read_file(log_path_);
+}
+
+int ServiceProcess::stop(int timeout_s) {
+  if (!child_) return -1;
+  child_->signal_group(SIGTERM);
+  auto until = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
+  std::optional<int> status;
+  while (!(status = child_->try_wait()) && std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  int ws = status ? *status : child_->terminate(std::chrono::milliseconds(100));
+  child_.reset();
+  return status ? clsi::Child::shell_status(ws) : 124;
+}
+
+void ServiceProcess::kill_now() {
+  if (!child_) return;
+  child_->signal_group(SIGKILL);
+  child_->wait();
+  child_.reset();
 }
 
 }  // namespace testenv

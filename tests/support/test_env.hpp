@@ -71,6 +71,29 @@ class IndexServer {
   int port_ = 0;
 };
 
+// `clsi-venvs serve --config CONFIG`, running until destroyed (SIGTERM, then
+// SIGKILL), its stderr kept in `log_path`. `prefix` runs it through another
+// program first (e.g. setpriv to run it as a test user).
+class ServiceProcess {
+ public:
+  ServiceProcess(const std::string& config, const std::string& socket, const std::string& log_path,
+                 const std::map<std::string, std::string>& env = {},
+                 const std::vector<std::string>& prefix = {});
+  ~ServiceProcess();
+  ServiceProcess(const ServiceProcess&) = delete;
+  ServiceProcess& operator=(const ServiceProcess&) = delete;
+  [[nodiscard]] int pid() const { return child_ ? child_->pid() : -1; }
+  [[nodiscard]] std::string log() const;
+  // SIGTERM; the service's exit status (shell style).
+  int stop(int timeout_s = 10);
+  // SIGKILL to the whole group, as the OOM killer or a node crash would.
+  void kill_now();
+
+ private:
+  std::optional<clsi::Child> child_;
+  std::string log_path_;
+};
+
 // Writes a plugin.yaml with the given python_venv body lines (indented for you).
 std::string write_plugin_yaml(const std::string& path, const std::vector<std::string>& lines);
 

@@ -58,6 +58,7 @@ void check_defaults(const Config& c) {
   CHECK(c.caps.max_packages == 100);
   CHECK(c.caps.max_requirements_bytes == 64 * 1024);
   CHECK(c.caps.max_requirement_lines == 200);
+  CHECK(c.caps.max_venv_files == 50000);
   CHECK(c.eviction.max_total_mb == 51200);
   CHECK(c.eviction.gc_after_build == true);
 }
@@ -119,6 +120,7 @@ TEST_CASE("config: every key is read", "[config]") {
                                              "  max_packages: 7",
                                              "  max_requirements_bytes: 4096",
                                              "  max_requirement_lines: 12",
+                                             "  max_venv_files: 1234",
                                              "eviction:",
                                              "  max_total_mb: 1000",
                                              "  gc_after_build: false",
@@ -141,6 +143,7 @@ TEST_CASE("config: every key is read", "[config]") {
   CHECK(c->caps.max_packages == 7);
   CHECK(c->caps.max_requirements_bytes == 4096);
   CHECK(c->caps.max_requirement_lines == 12);
+  CHECK(c->caps.max_venv_files == 1234);
   CHECK(c->eviction.max_total_mb == 1000);
   CHECK(c->eviction.gc_after_build == false);
   CHECK(c->source == path);
@@ -177,6 +180,10 @@ TEST_CASE("config: the shipped plugin.yaml loads", "[config]") {
   auto c = load_config(path.c_str(), no_env());
   INFO((c.ok() ? "" : c.error()));
   CHECK(c.ok());
+  // caps.max_venv_files is written out, with the built-in default.
+  REQUIRE(c.ok());
+  CHECK(c->caps.max_venv_files == Config{}.caps.max_venv_files);
+  CHECK_THAT(testenv::read_file(path), Catch::Contains("max_venv_files: 50000"));
 }
 
 TEST_CASE("config: unknown keys are errors naming the key and the file", "[config]") {
@@ -231,6 +238,10 @@ TEST_CASE("config: values of the wrong type are errors naming the key and the fi
       {{"caps:", "  max_packages: 0"}, "python_venv.caps.max_packages"},
       {{"caps:", "  max_requirements_bytes: 0x100"}, "python_venv.caps.max_requirements_bytes"},
       {{"caps:", "  max_requirement_lines: -3"}, "python_venv.caps.max_requirement_lines"},
+      {{"caps:", "  max_venv_files: 0"}, "python_venv.caps.max_venv_files"},
+      {{"caps:", "  max_venv_files: 10k"}, "python_venv.caps.max_venv_files"},
+      {{"caps:", "  max_venv_files: [1]"}, "python_venv.caps.max_venv_files"},
+      {{"caps:", "  max_venv_files: 99999999999999999999"}, "python_venv.caps.max_venv_files"},
       {{"eviction: yes"}, "python_venv.eviction"},
       {{"eviction:", "  max_total_mb: lots"}, "python_venv.eviction.max_total_mb"},
       {{"eviction:", "  max_total_mb: -1"}, "python_venv.eviction.max_total_mb"},
@@ -395,4 +406,35 @@ TEST_CASE("config: an integer too large for its key says so", "[config]") {
       clsi::venv::load_config(huge.c_str(), [](const char*) -> const char* { return nullptr; });
   REQUIRE_FALSE(h.ok());
   CHECK_THAT(h.error(), Catch::Contains("out of range"));
+}
+
+TEST_CASE("config: the service section is read and checked", "[config][service]") {
+  testenv::TempDir dir;
+  auto none = [](const char*) -> const char* { return nullptr; };
+  auto path = testenv::write_plugin_yaml(
+      dir / "plugin.yaml", {"service:", "  socket: /run/x/sock", "  allowed_uids: [33, 1000]",
+                            "  allowed_gids: [4]", "  max_parallel_builds: 5",
+                            "  connect_timeout_ms: 250", "eviction:", "  gc_interval_s: 60"});
+  auto c = clsi::venv::load_config(path.c_str(), none);
+  REQUIRE(c.ok());
+  CHECK(c->service.socket == "/run/x/sock");
+  CHECK(c->service.allowed_uids == std::vector<std::uint32_t>{33, 1000});
+  CHECK(c->service.allowed_gids == std::vector<std::uint32_t>{4});
+  CHECK(c->service.max_parallel_builds == 5);
+  CHECK(c->service.connect_timeout_ms == 250);
+  CHECK(c->eviction.gc_interval_s == 60);
+
+  for (const auto& [lines, key] : std::vector<std::pair<std::vector<std::string>, std::string>>{
+           {{"service:", "  socket: run/sock"}, "python_venv.service.socket"},
+           {{"service:", "  allowed_uids: 33"}, "python_venv.service.allowed_uids"},
+           {{"service:", "  allowed_uids: [root]"}, "python_venv.service.allowed_uids"},
+           {{"service:", "  allowed_gids: [-1]"}, "python_venv.service.allowed_gids"},
+           {{"service:", "  max_parallel_builds: 0"}, "python_venv.service.max_parallel_builds"},
+           {{"service:", "  sockets: /x"}, "python_venv.service.sockets"}}) {
+    auto p = testenv::write_plugin_yaml(dir / "bad.yaml", lines);
+    auto bad = clsi::venv::load_config(p.c_str(), none);
+    INFO(lines[1]);
+    REQUIRE_FALSE(bad.ok());
+    CHECK_THAT(bad.error(), Catch::Contains(key));
+  }
 }

@@ -4,8 +4,10 @@
 #include <catch2/catch.hpp>
 
 #include <atomic>
+#include <thread>
 
 #include "fake_host.hpp"
+#include "service.hpp"
 #include "test_env.hpp"
 #include "venv_plugin.hpp"
 
@@ -98,13 +100,15 @@ TEST_CASE("plugin: an invalid configuration refuses to start, naming key and fil
 }
 
 // A cache hit must not start any process: not pip, not an interpreter probe,
-// even in a fresh plugin instance (clsi-runner makes one per compile).
+// even in a fresh plugin instance (clsi-runner makes one per compile). The
+// build itself happens in the build service, run here in-process.
 TEST_CASE("plugin: a cache hit spawns no process, even in a fresh instance", "[plugin][hit]") {
   PluginWorld w;
   testenv::make_index(w.tmp / "idx", R"([{"name": "gamma", "version": "0.3",
       "files": {"gamma/__init__.py": "MESSAGE = 'gamma here'\n"}}])");
   testenv::write_plugin_yaml(w.config, {"enabled: true", "venvs_dir: " + w.venvs,
-                                        "index_url: file://" + w.tmp / "idx/simple/"});
+                                        "index_url: file://" + w.tmp / "idx/simple/",
+                                        "service:", "  socket: " + w.tmp / "sock"});
   testenv::write_file(w.dir + "/requirements.txt", "gamma\n");
   auto config = clsi::venv::load_config(w.config.c_str(), [](const char*) { return nullptr; });
   REQUIRE(config.ok());
@@ -117,6 +121,18 @@ TEST_CASE("plugin: a cache hit spawns no process, even in a fresh instance", "[p
     ++spawned;
     return real(o, d, s, h);
   };
+  clsi::venv::BuildService service(*config, seams.runner, [](std::string_view) {});
+  REQUIRE(service.start().ok());
+  std::thread serving([&] { service.run(); });
+  struct Stop {
+    clsi::venv::BuildService& s;
+    std::thread& t;
+    ~Stop() {
+      s.request_stop();
+      t.join();
+    }
+  } stop{service, serving};
+
   std::vector<std::string> output;
   clsi_host_callbacks_v1 cb{sizeof(cb), nullptr, [](void*, clsi_log_level, const char*) {},
                             [](void*, const char*, const char*) { return 0; },
@@ -139,7 +155,7 @@ TEST_CASE("plugin: a cache hit spawns no process, even in a fresh instance", "[p
       all += l;
     return all;
   }());
-  CHECK(spawned >= 1);  // at least the interpreter probe (the build runs in clsi-venvs)
+  CHECK(spawned >= 2);  // the probe and the build, in the service
   spawned = 0;
   output.clear();
   clsi::venv::VenvPlugin fresh(*config, host, seams);
@@ -178,13 +194,113 @@ TEST_CASE("plugin: the shipped plugin.yaml documents exactly the built-in defaul
   CHECK(a.caps.max_requirements_bytes == b.caps.max_requirements_bytes);
   CHECK(a.caps.max_requirement_lines == b.caps.max_requirement_lines);
   CHECK(a.eviction.max_total_mb == b.eviction.max_total_mb);
+  CHECK(a.eviction.gc_interval_s == b.eviction.gc_interval_s);
+  CHECK(a.service.socket == b.service.socket);
+  CHECK(a.service.allowed_uids == b.service.allowed_uids);
+  CHECK(a.service.allowed_gids == b.service.allowed_gids);
+  CHECK(a.service.max_parallel_builds == b.service.max_parallel_builds);
+  CHECK(a.service.connect_timeout_ms == b.service.connect_timeout_ms);
   // Every key is written out, so an operator sees all of them.
   auto text = testenv::read_file(CLSI_SOURCE_DIR "/plugin.yaml");
-  for (const char* key :
-       {"enabled:", "venvs_dir:", "base_python:", "requirements_files:", "index_url:",
-        "only_binary:", "require_hashes:", "render_reserve_s:", "install_timeout_s:",
-        "max_venv_mb:", "max_packages:", "max_requirements_bytes:", "max_requirement_lines:",
-        "max_total_mb:", "retry_failed_after_s:", "builder:", "gc_after_build:"}) {
+  for (const char* key : {"enabled:",
+                          "venvs_dir:",
+                          "base_python:",
+                          "requirements_files:",
+                          "index_url:",
+                          "only_binary:",
+                          "require_hashes:",
+                          "render_reserve_s:",
+                          "install_timeout_s:",
+                          "max_venv_mb:",
+                          "max_packages:",
+                          "max_requirements_bytes:",
+                          "max_requirement_lines:",
+                          "max_total_mb:",
+                          "retry_failed_after_s:",
+                          "builder:",
+                          "gc_after_build:",
+                          "gc_interval_s:",
+                          "socket:",
+                          "allowed_uids:",
+                          "allowed_gids:",
+                          "max_parallel_builds:",
+                          "connect_timeout_ms:"}) {
     CHECK_THAT(text, Contains(key));
   }
+}
+
+// A hit is used only when the store's owner wrote the record for exactly
+// these requirements and nobody else can have changed record or venv.
+TEST_CASE("plugin: a record or venv others could have changed is not used, but rebuilt",
+          "[plugin][trust]") {
+  PluginWorld w;
+  testenv::make_index(w.tmp / "idx", R"([{"name": "gamma", "version": "0.3",
+      "files": {"gamma/__init__.py": "MESSAGE = 'gamma here'\n"}}])");
+  testenv::write_plugin_yaml(w.config, {"enabled: true", "venvs_dir: " + w.venvs,
+                                        "index_url: file://" + w.tmp / "idx/simple/",
+                                        "service:", "  socket: " + w.tmp / "sock"});
+  testenv::write_file(w.dir + "/requirements.txt", "gamma\n");
+  auto config = clsi::venv::load_config(w.config.c_str(), [](const char*) { return nullptr; });
+  REQUIRE(config.ok());
+  clsi::venv::BuildService service(*config, clsi::venv::default_process_runner(),
+                                   [](std::string_view) {});
+  REQUIRE(service.start().ok());
+  std::thread serving([&] { service.run(); });
+  struct Stop {
+    clsi::venv::BuildService& s;
+    std::thread& t;
+    ~Stop() {
+      s.request_stop();
+      t.join();
+    }
+  } stop{service, serving};
+
+  testenv::FakeHost host(CLSI_PLUGIN_PATH);
+  REQUIRE(host.create(w.config));
+  {
+    testenv::FakeCompile c;
+    c.compile_dir = w.dir;
+    REQUIRE(host.pre(c) == CLSI_STATUS_OK);
+    host.post(c);
+  }
+  auto envs = testenv::list_dir(w.venvs + "/envs");
+  REQUIRE(envs.size() == 2);  // <key> and <key>.complete
+  const std::string key = envs[0];
+  const std::string record = w.venvs + "/envs/" + key + ".complete";
+  const std::string venv = w.venvs + "/envs/" + key;
+
+  std::string expect;
+  SECTION("a record owned by another user") {
+    REQUIRE(::chown(record.c_str(), 65534, 65534) == 0);
+    expect = "not owned by the store's owner";
+  }
+  SECTION("a record others can write") {
+    REQUIRE(::chmod(record.c_str(), 0666) == 0);
+    expect = "writable by others";
+  }
+  SECTION("a venv directory others can write") {
+    REQUIRE(::chmod(venv.c_str(), 0777) == 0);
+    expect = "only the store's owner can write";
+  }
+  SECTION("a record naming other requirements") {
+    auto text = testenv::read_file(record);
+    auto at = text.find("\"gamma\"");
+    REQUIRE(at != std::string::npos);
+    text.replace(at, 7, "\"gamma==9\"");
+    testenv::write_file(record, text);
+    expect = "does not name this key and these requirements";
+  }
+  // The compile host does not use it; the service, asked, builds it anew.
+  testenv::FakeCompile c;
+  c.compile_dir = w.dir;
+  CHECK(host.pre(c) == CLSI_STATUS_OK);
+  INFO(c.output);
+  CHECK_THAT(c.output, !Contains("reusing environment"));
+  CHECK_THAT(c.output, Contains("rebuilding it"));
+  CHECK_THAT(c.output, Contains("is ready"));
+  bool warned = false;
+  for (const auto& l : host.logs())
+    warned = warned || l.find(expect) != std::string::npos;
+  CHECK(warned);
+  host.post(c);
 }

@@ -1,0 +1,494 @@
+#include "service.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+
+#include "builder.hpp"
+#include "eviction.hpp"
+#include "key.hpp"
+#include "lock.hpp"
+#include "requirements.hpp"
+#include "store_trust.hpp"
+#include "venv_state.hpp"
+
+namespace clsi::venv {
+namespace {
+
+using protocol::Cause;
+using protocol::Clock;
+using protocol::Event;
+
+constexpr int kMaxConnections = 512;
+constexpr auto kRequestTimeout = std::chrono::seconds(10);
+constexpr auto kSendTimeout = std::chrono::seconds(10);
+constexpr auto kTick = std::chrono::milliseconds(200);
+
+bool is_key(const std::string& s) {
+  return s.size() == 64 && s.find_first_not_of("0123456789abcdef") == std::string::npos;
+}
+
+Event done_ok(const std::string& key) {
+  Event e;
+  e.event = "done";
+  e.ok = true;
+  e.key = key;
+  return e;
+}
+
+Event done_failed(Cause cause, std::string reason, const std::string& key = {}) {
+  Event e;
+  e.event = "done";
+  e.cause = cause;
+  e.reason = std::move(reason);
+  e.key = key;
+  return e;
+}
+
+Event line_event(std::string text) {
+  Event e;
+  e.event = "line";
+  e.text = std::move(text);
+  return e;
+}
+
+std::string utc_time(std::int64_t t) {
+  return format_utc(t, "%Y-%m-%d %H:%M:%S UTC");
+}
+
+}  // namespace
+
+struct BuildService::Job {
+  std::string key;
+  std::vector<Requirement> requirements;
+  InterpreterFacts python;
+  std::vector<std::string> lines;  // progress so far, each ending in '\n'
+  bool started = false;
+  bool finished = false;
+  Event result;
+};
+
+BuildService::BuildService(Config config, ProcessRunner runner, LineSink oplog)
+    : config_(std::move(config)),
+      store_(config_.venvs_dir),
+      runner_(std::move(runner)),
+      oplog_(std::move(oplog)),
+      probe_(store_.probes_dir(), store_.tmp_dir(), runner_) {}
+
+BuildService::~BuildService() {
+  request_stop();
+  for (auto& w : workers_)
+    if (w.joinable()) w.join();
+  if (gc_thread_.joinable()) gc_thread_.join();
+}
+
+Expected<bool> BuildService::start() {
+  ::umask(022);
+  const uid_t me = ::geteuid();
+  struct stat st {};
+  if (::lstat(store_.root().c_str(), &st) == 0 && !S_ISDIR(st.st_mode))
+    return Error{store_.root() + " is not a directory"};
+  if (auto ok = check_store_ownership(store_, me); !ok) return ok;
+  if (auto l = store_.ensure_layout(); !l) return l;
+  if (auto ok = check_store_ownership(store_, me); !ok) return ok;
+  // pip's cache is the service's alone: nobody else reads or plants entries.
+  if (::chmod(store_.pip_cache_dir().c_str(), 0700) != 0)
+    return Error{"cannot make " + store_.pip_cache_dir() + " private: " + std::strerror(errno)};
+
+  const std::string& path = config_.service.socket;
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path.size() >= sizeof addr.sun_path) return Error{"service.socket " + path + " is too long"};
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  // A socket left by a service that died is replaced; a live one is not.
+  if (::lstat(path.c_str(), &st) == 0) {
+    if (!S_ISSOCK(st.st_mode)) return Error{path + " exists and is not a socket"};
+    auto probe = protocol::connect(path, Clock::now() + std::chrono::milliseconds(500));
+    if (probe) return Error{"another build service already listens on " + path};
+    ::unlink(path.c_str());
+  }
+  listener_.reset(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!listener_) return Error{std::string("cannot create a socket: ") + std::strerror(errno)};
+  if (::bind(listener_.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
+    return Error{"cannot listen on " + path + ": " + std::strerror(errno)};
+  // Anyone may connect; who may ask is decided per peer (SO_PEERCRED), so a
+  // refused peer is told why instead of seeing EACCES.
+  ::chmod(path.c_str(), 0666);
+  if (::listen(listener_.get(), 128) != 0)
+    return Error{"cannot listen on " + path + ": " + std::strerror(errno)};
+  wake_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!wake_) return Error{std::string("eventfd: ") + std::strerror(errno)};
+
+  for (int i = 0; i < config_.service.max_parallel_builds; ++i)
+    workers_.emplace_back([this] { worker(); });
+  gc_thread_ = std::thread([this] { scheduled_gc(); });
+  oplog_("listening on " + path + " for the store " + store_.root() + " as uid " +
+         std::to_string(me) + " (" + std::to_string(config_.service.max_parallel_builds) +
+         " parallel build(s))");
+  return true;
+}
+
+void BuildService::request_stop() {
+  if (stopping_.exchange(true)) return;
+  {
+    std::lock_guard lock(mu_);  // no waiter misses the flag
+  }
+  cv_.notify_all();
+  if (wake_) {
+    std::uint64_t one = 1;
+    (void)!::write(wake_.get(), &one, sizeof one);
+  }
+}
+
+void BuildService::run() {
+  while (!stopping()) {
+    pollfd fds[2] = {{listener_.get(), POLLIN, 0}, {wake_.get(), POLLIN, 0}};
+    if (::poll(fds, 2, 1000) > 0 && (fds[0].revents & POLLIN)) accept_one();
+  }
+  oplog_("stopping: running builds are stopped and removed");
+  listener_.reset();
+  ::unlink(config_.service.socket.c_str());
+  for (auto& w : workers_)
+    if (w.joinable()) w.join();
+  if (gc_thread_.joinable()) gc_thread_.join();
+  // Builds still queued get an answer.
+  {
+    std::lock_guard lock(mu_);
+    for (auto& job : queue_) {
+      job->finished = true;
+      job->result =
+          done_failed(Cause::kService, "the build service stopped before building it", job->key);
+    }
+    queue_.clear();
+    jobs_.clear();
+  }
+  cv_.notify_all();
+  std::unique_lock lock(mu_);
+  cv_.wait_for(lock, std::chrono::seconds(5), [&] { return connections_ == 0; });
+  oplog_("stopped");
+}
+
+bool BuildService::allowed(const Peer& peer) const {
+  if (peer.uid == ::geteuid()) return true;
+  const auto& uids = config_.service.allowed_uids;
+  const auto& gids = config_.service.allowed_gids;
+  return std::find(uids.begin(), uids.end(), peer.uid) != uids.end() ||
+         std::find(gids.begin(), gids.end(), peer.gid) != gids.end();
+}
+
+void BuildService::accept_one() {
+  UniqueFd fd(::accept4(listener_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
+  if (!fd) return;
+  ucred cred{};
+  socklen_t len = sizeof cred;
+  if (::getsockopt(fd.get(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) return;
+  Peer peer{cred.pid, cred.uid, cred.gid};
+  auto refuse = [&](const std::string& why) {
+    protocol::LineChannel ch(std::move(fd));
+    Event e;
+    e.event = "error";
+    e.reason = why;
+    ch.send(protocol::encode(e), Clock::now() + std::chrono::seconds(1));
+  };
+  if (!allowed(peer)) {
+    oplog_("refused a connection from uid " + std::to_string(peer.uid) + " gid " +
+           std::to_string(peer.gid) + " (not in service.allowed_uids or service.allowed_gids)");
+    return refuse("uid " + std::to_string(peer.uid) +
+                  " may not use this build service (service.allowed_uids / allowed_gids)");
+  }
+  {
+    std::lock_guard lock(mu_);
+    if (connections_ >= kMaxConnections) return refuse("the build service is busy");
+    ++connections_;
+  }
+  std::thread([this, fd = std::move(fd), peer]() mutable {
+    serve(std::move(fd), peer);
+    {
+      std::lock_guard lock(mu_);
+      --connections_;
+    }
+    cv_.notify_all();
+  }).detach();
+}
+
+void BuildService::serve(UniqueFd fd, Peer peer) {
+  protocol::LineChannel ch(std::move(fd));
+  auto line = ch.receive(Clock::now() + kRequestTimeout, [this] { return stopping(); });
+  if (!line) return;
+  auto request = protocol::decode_request(*line);
+  if (!request) {
+    Event e;
+    e.event = "error";
+    e.reason = request.error();
+    ch.send(protocol::encode(e), Clock::now() + kSendTimeout);
+    return;
+  }
+  if (request->op == "build") return serve_build(ch, request->build, peer);
+  if (request->op == "used") return serve_used(ch, request->key, request->hit);
+  if (request->op == "status") {
+    Event e;
+    e.event = "status";
+    std::lock_guard lock(mu_);
+    e.running = running_;
+    e.queued = static_cast<int>(queue_.size());
+    e.max_running_seen = max_running_seen_;
+    ch.send(protocol::encode(e), Clock::now() + kSendTimeout);
+  }
+}
+
+void BuildService::serve_used(protocol::LineChannel& ch, const std::string& key, bool hit) {
+  if (is_key(key) && store_.is_complete(key)) {
+    store_.touch(key);  // last use, for LRU eviction
+    store_.append_event(hit ? "hit" : "use", key);
+  }
+  ch.send(protocol::encode(done_ok(key)), Clock::now() + kSendTimeout);
+}
+
+void BuildService::serve_build(protocol::LineChannel& ch, const protocol::BuildRequest& request,
+                               const Peer& peer) {
+  auto send = [&](const Event& e) {
+    return ch.send(protocol::encode(e), Clock::now() + kSendTimeout);
+  };
+  // The request's lines are untrusted like the file they came from.
+  std::string text;
+  for (const auto& l : request.requirements)
+    text += l + "\n";
+  auto parsed =
+      parse_requirements(text, {config_.require_hashes, config_.caps.max_requirement_lines});
+  if (!parsed.refusals.empty() || parsed.requirements.empty()) {
+    std::string why =
+        parsed.requirements.empty()
+            ? "the request lists no packages"
+            : "the build service refused " + format_refusal("request", parsed.refusals[0]);
+    send(done_failed(Cause::kRequirements, why));
+    return;
+  }
+  if (auto l = store_.ensure_layout(); !l) {
+    send(done_failed(Cause::kService, l.error()));
+    return;
+  }
+  auto python = probe_.facts(config_.base_python);
+  if (!python) {
+    oplog_("warning: " + python.error());
+    send(done_failed(Cause::kService, python.error()));
+    return;
+  }
+  const std::string key =
+      KeyCache(store_.keys_dir()).key_for(key_material(parsed.requirements, *python, config_));
+  std::vector<std::string> canonical;
+  for (const auto& r : parsed.requirements)
+    canonical.push_back(r.canonical);
+  const std::string id = short_key(key);
+
+  std::shared_ptr<Job> job;
+  std::size_t cursor = 0;
+  bool created = false;
+  {
+    std::lock_guard lock(mu_);
+    if (auto it = jobs_.find(key); it != jobs_.end()) {
+      job = it->second;
+      cursor = job->lines.size();
+    }
+  }
+  if (!job) {
+    auto check = check_venv(store_, ::geteuid(), key, canonical, config_.base_python);
+    if (check.state == VenvState::kUsable) {
+      store_.append_event("hit", key);
+      send(done_ok(key));
+      return;
+    }
+    if (check.state == VenvState::kUntrusted)
+      oplog_("warning: environment " + id + " is rebuilt: " + check.why);
+    if (auto f = store_.recent_failure(key, config_.retry_failed_after_s)) {
+      send(done_failed(Cause::kRequirements,
+                       "the last build of environment " + id + " failed at " + utc_time(f->at) +
+                           ": " + f->reason + "; it is tried again after " + utc_time(f->retry_at) +
+                           ", or at once when the requirements change",
+                       key));
+      return;
+    }
+    std::lock_guard lock(mu_);
+    if (stopping()) {
+      send(done_failed(Cause::kService, "the build service is stopping", key));
+      return;
+    }
+    if (auto it = jobs_.find(key); it != jobs_.end()) {
+      job = it->second;
+      cursor = job->lines.size();
+    } else {
+      job = std::make_shared<Job>();
+      job->key = key;
+      job->requirements = parsed.requirements;
+      job->python = *python;
+      jobs_[key] = job;
+      queue_.push_back(job);
+      created = true;
+      store_.append_event("miss", key);
+      oplog_("queued environment " + id + " for project " + request.project_id + " (uid " +
+             std::to_string(peer.uid) + ")");
+    }
+  }
+  // Sent once the build is queued: a compile that has already given up must
+  // not keep the build from happening.
+  Event k;
+  k.event = "key";
+  k.key = key;
+  if (!send(k)) return;
+  if (!created) {
+    if (!send(line_event("[python-venv] another compile is already building environment " + id +
+                         "; waiting for it\n")))
+      return;
+  }
+  cv_.notify_all();
+
+  int last_position = -1;
+  std::unique_lock lock(mu_);
+  for (;;) {
+    std::vector<std::string> fresh(job->lines.begin() + static_cast<std::ptrdiff_t>(cursor),
+                                   job->lines.end());
+    cursor = job->lines.size();
+    int position = 0;
+    if (!job->started) {
+      auto it = std::find(queue_.begin(), queue_.end(), job);
+      position = it == queue_.end() ? 0 : static_cast<int>(it - queue_.begin()) + 1;
+    }
+    bool finished = job->finished;
+    Event result = job->result;
+    lock.unlock();
+    for (auto& l : fresh)
+      if (!send(line_event(std::move(l)))) return;  // the compile went away; the build goes on
+    if (position > 0 && position != last_position) {
+      Event q;
+      q.event = "queued";
+      q.position = position;
+      if (!send(q)) return;
+      last_position = position;
+    }
+    if (finished) {
+      send(result);
+      return;
+    }
+    lock.lock();
+    cv_.wait_for(lock, kTick);
+  }
+}
+
+void BuildService::worker() {
+  for (;;) {
+    std::shared_ptr<Job> job;
+    {
+      std::unique_lock lock(mu_);
+      cv_.wait(lock, [&] { return stopping() || !queue_.empty(); });
+      if (stopping()) return;
+      job = queue_.front();
+      queue_.pop_front();
+      job->started = true;
+      ++running_;
+      max_running_seen_ = std::max(max_running_seen_, running_);
+    }
+    cv_.notify_all();
+    build(*job);
+    // Eviction runs once the key's lock is released, before the waiting
+    // compiles are told, so they find the store within its budget.
+    if (!stopping() && job->result.ok) {
+      evict_if_over_budget(config_, store_, {job->key},
+                           [&](std::string_view l) { oplog_(std::string(l)); });
+    }
+    {
+      std::lock_guard lock(mu_);
+      --running_;
+      job->finished = true;
+      jobs_.erase(job->key);
+    }
+    cv_.notify_all();
+  }
+}
+
+void BuildService::build(Job& job) {
+  const std::string id = short_key(job.key);
+  UniqueFd log(::open(store_.build_log_path(job.key).c_str(),
+                      O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0644));
+  auto sink = [&](std::string_view line) {
+    std::string l(line);
+    l += '\n';
+    if (log) (void)!::write(log.get(), l.data(), l.size());
+    {
+      std::lock_guard lock(mu_);
+      job.lines.push_back(std::move(l));
+    }
+    cv_.notify_all();
+  };
+  auto fail = [&](Cause cause, const std::string& why) {
+    oplog_("environment " + id + ": " + why);
+    job.result = done_failed(cause, why, job.key);
+  };
+  auto lock = KeyLock::open(store_.lock_path(job.key), true);
+  if (!lock) return fail(Cause::kService, lock.error());
+  // Readers of an unhealthy venv being replaced hold shared leases: wait for
+  // them, within the install timeout, and for nothing else.
+  auto deadline = Clock::now() + std::chrono::seconds(config_.caps.install_timeout_s);
+  while (!lock->try_lock(KeyLock::Mode::kExclusive)) {
+    if (stopping()) return fail(Cause::kService, "the build service is stopping");
+    if (Clock::now() >= deadline)
+      return fail(Cause::kService, "environment " + id + " stayed in use; it was not rebuilt");
+    std::this_thread::sleep_for(kTick);
+  }
+  std::vector<std::string> canonical;
+  for (const auto& r : job.requirements)
+    canonical.push_back(r.canonical);
+  if (check_venv(store_, ::geteuid(), job.key, canonical, config_.base_python).state ==
+      VenvState::kUsable) {
+    job.result = done_ok(job.key);
+    return;
+  }
+  BuildRequest req{job.key, job.requirements, job.python, {}, {}};
+  set_install_deadline(config_, req);
+  // Stopping the service stops pip at once: the runner's poll hook asks.
+  ProcessRunner runner = [this](const SpawnOptions& o, Deadline d, const LineSink& s,
+                                const PollHook& hook) {
+    return runner_(o, d, s, [this, &hook]() -> std::string {
+      if (stopping()) return "the build service is stopping";
+      return hook ? hook() : std::string();
+    });
+  };
+  auto start = Clock::now();
+  auto out = build_locked(config_, store_, runner, req, sink, [this] { return stopping(); });
+  double secs = std::chrono::duration<double>(Clock::now() - start).count();
+  if (out.ok) {
+    oplog_("built environment " + id + " in " + std::to_string(secs) + " s");
+    job.result = done_ok(job.key);
+  } else if (stopping()) {
+    fail(Cause::kService, "the build service stopped during the build");
+  } else {
+    fail(Cause::kRequirements, out.failure);
+  }
+}
+
+void BuildService::scheduled_gc() {
+  if (config_.eviction.gc_interval_s <= 0) return;
+  auto next = Clock::now() + std::chrono::seconds(config_.eviction.gc_interval_s);
+  std::unique_lock lock(mu_);
+  while (!stopping()) {
+    cv_.wait_until(lock, next, [&] { return stopping(); });
+    if (stopping()) return;
+    lock.unlock();
+    auto report = collect_garbage(store_, config_.eviction.max_total_mb * 1024 * 1024, false);
+    for (const auto& l : report.lines)
+      oplog_("gc: " + l);
+    for (const auto& key : report.removed)
+      store_.append_event("evict", key);
+    next = Clock::now() + std::chrono::seconds(config_.eviction.gc_interval_s);
+    lock.lock();
+  }
+}
+
+}  // namespace clsi::venv

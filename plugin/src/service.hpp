@@ -1,0 +1,85 @@
+// The build service, `clsi-venvs serve`: the store's only writer. It builds
+// venvs when compile hosts ask over its UNIX socket (protocol.hpp), one build
+// per key however many ask, at most service.max_parallel_builds at once,
+// streams each build's progress to everyone waiting for it, and runs
+// eviction. Compile hosts only read the store (docs/deployment.md).
+#pragma once
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "clsi/unique_fd.hpp"
+#include "config.hpp"
+#include "probe.hpp"
+#include "process_runner.hpp"
+#include "protocol.hpp"
+#include "store.hpp"
+
+namespace clsi::venv {
+
+class BuildService {
+ public:
+  // `oplog`: the operator's log (the service's stderr or journal).
+  BuildService(Config config, ProcessRunner runner, LineSink oplog);
+  ~BuildService();
+  BuildService(const BuildService&) = delete;
+  BuildService& operator=(const BuildService&) = delete;
+
+  // Checks that the store is this user's alone, lays it out, and listens.
+  // The error says what to fix.
+  Expected<bool> start();
+  // Serves until request_stop(); then stops running builds (their partial
+  // venvs are removed), answers every waiting client and returns.
+  void run();
+  // Async-signal-unsafe: call from a normal thread (the signal thread).
+  void request_stop();
+
+ private:
+  struct Job;
+  struct Peer {
+    pid_t pid = 0;
+    uid_t uid = 0;
+    gid_t gid = 0;
+  };
+
+  void accept_one();
+  void serve(UniqueFd fd, Peer peer);
+  void serve_build(protocol::LineChannel& ch, const protocol::BuildRequest& request,
+                   const Peer& peer);
+  void serve_used(protocol::LineChannel& ch, const std::string& key, bool hit);
+  void worker();
+  void build(Job& job);
+  void scheduled_gc();
+  [[nodiscard]] bool allowed(const Peer& peer) const;
+  [[nodiscard]] bool stopping() const { return stopping_.load(); }
+
+  const Config config_;
+  const Store store_;
+  const ProcessRunner runner_;
+  const LineSink oplog_;
+  InterpreterProbe probe_;
+  UniqueFd listener_;
+  UniqueFd wake_;  // eventfd: request_stop() wakes the accept loop
+
+  std::atomic<bool> stopping_{false};
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::map<std::string, std::shared_ptr<Job>> jobs_;  // queued or running, by key
+  std::deque<std::shared_ptr<Job>> queue_;
+  int running_ = 0;
+  int max_running_seen_ = 0;
+  int connections_ = 0;
+  std::vector<std::thread> workers_;
+  std::thread gc_thread_;
+};
+
+}  // namespace clsi::venv

@@ -1,0 +1,39 @@
+// A compile host's side of the conversation with the build service
+// (protocol.hpp): ask for a venv and follow its build; report a use.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "config.hpp"
+#include "protocol.hpp"
+
+namespace clsi::venv {
+
+struct BuildAnswer {
+  bool ok = false;
+  std::string key;  // as the service computed it; set once it said so
+  protocol::Cause cause = protocol::Cause::kNone;
+  std::string reason;        // !ok: in a user's words
+  bool unreachable = false;  // no service answered (down, refused, broken)
+  bool timed_out = false;    // the caller's deadline or cancellation came first
+};
+
+// Asks for the venv of `requirements` (canonical lines), streaming the
+// service's progress lines (each ending in '\n') to `on_line`, until it is
+// ready, failed, or `deadline` passes or `cancelled` says so. The build goes
+// on in the service when this returns early.
+BuildAnswer request_build(const Config& config, const protocol::BuildRequest& request,
+                          protocol::Clock::time_point deadline,
+                          const std::function<void(const std::string&)>& on_line,
+                          const std::function<bool()>& cancelled = {});
+
+// Tells the service a compile used `key` (its last use, for LRU). Best effort,
+// bounded by service.connect_timeout_ms; "" when told, else why not.
+std::string report_use(const Config& config, const std::string& key, bool hit);
+
+// The service's counters; nullopt when it cannot be asked.
+std::optional<protocol::Event> service_status(const Config& config);
+
+}  // namespace clsi::venv
