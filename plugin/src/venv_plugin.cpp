@@ -81,14 +81,19 @@ clsi_status VenvPlugin::fall_back(CompileContext& ctx, const std::string& why) c
 // python3 kernelspec is first on the Jupyter path (docs/store.md).
 clsi_status VenvPlugin::inject(CompileContext& ctx, const Want& want, KeyLock held, bool hit,
                                void** compile_ptr) {
+  // Everything that can throw happens before the first variable is set, so
+  // an exception never leaves the compile with half of them.
   const std::string venv = store_.env_dir(want.key);
-  if (!ctx.set_env("JUPYTER_PATH", jupyter_path_with(venv, host_jupyter_path_)))
+  const std::string jupyter_path = jupyter_path_with(venv, host_jupyter_path_);
+  const std::string python = venv + "/bin/python3";
+  auto state = std::make_unique<CompileState>(CompileState{want.key, std::move(held), hit});
+  if (!ctx.set_env("JUPYTER_PATH", jupyter_path))
     return fall_back(ctx, "the host refused to set JUPYTER_PATH");
-  if (!ctx.set_env("QUARTO_PYTHON", venv + "/bin/python3")) {
+  if (!ctx.set_env("QUARTO_PYTHON", python)) {
     (void)ctx.set_env("JUPYTER_PATH", host_jupyter_path_);  // neither, then
     return fall_back(ctx, "the host refused to set QUARTO_PYTHON");
   }
-  *compile_ptr = new CompileState{want.key, std::move(held), hit};
+  *compile_ptr = state.release();
   return CLSI_STATUS_OK;
 }
 
@@ -103,11 +108,9 @@ clsi_status VenvPlugin::pre_compile(CompileContext& ctx, void** compile_ptr) {
   } catch (...) {
     what = "an unknown exception";
   }
-  // Whatever was set is taken back: the render runs as without the plugin.
-  delete static_cast<CompileState*>(*compile_ptr);
-  *compile_ptr = nullptr;
+  // No variable was set (inject() sets them last, after anything that can
+  // throw), so the render runs as it would without the plugin.
   try {
-    (void)ctx.set_env("JUPYTER_PATH", host_jupyter_path_);
     host_.log(CLSI_LOG_ERROR, "pre-compile failed inside the plugin: " + what);
     return fall_back(ctx, "the plugin failed unexpectedly (" + what +
                               "); this is a problem of the compile service, not of your project");

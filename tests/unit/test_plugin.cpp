@@ -4,6 +4,8 @@
 #include <catch2/catch.hpp>
 
 #include <atomic>
+#include <map>
+#include <new>
 #include <thread>
 
 #include "fake_host.hpp"
@@ -303,4 +305,48 @@ TEST_CASE("plugin: a record or venv others could have changed is not used, but r
     warned = warned || l.find(expect) != std::string::npos;
   CHECK(warned);
   host.post(c);
+}
+
+// A throw at any step of pre-compile, bad_alloc included, is a fallback with
+// a line, never a failed compile (CLSI_STATUS_ERROR) and never half an env.
+TEST_CASE("plugin: an exception at any step of pre-compile falls back", "[plugin][faults]") {
+  PluginWorld w;
+  testenv::write_file(w.dir + "/requirements.txt", "gamma\n");
+  auto config = clsi::venv::load_config(w.config.c_str(), [](const char*) { return nullptr; });
+  REQUIRE(config.ok());
+  const std::string at = GENERATE("read", "parse", "gate", "key", "service");
+  const bool bad_alloc = GENERATE(false, true);
+  auto seams = clsi::venv::Seams::production();
+  seams.step = [&](const char* step) {
+    if (at != step) return;
+    if (bad_alloc) throw std::bad_alloc();
+    throw std::runtime_error(std::string("injected at ") + step);
+  };
+  std::vector<std::string> output;
+  std::map<std::string, std::string> env;
+  struct Sinks {
+    std::vector<std::string>* out;
+    std::map<std::string, std::string>* env;
+  } sinks{&output, &env};
+  clsi_host_callbacks_v1 cb{
+      sizeof(cb), nullptr, [](void*, clsi_log_level, const char*) {},
+      [](void* p, const char* n, const char* v) {
+        (*static_cast<Sinks*>(p)->env)[n] = v;
+        return 0;
+      },
+      [](void* p, const char* t, size_t n) { static_cast<Sinks*>(p)->out->emplace_back(t, n); }};
+  clsi::HostServices host(&cb);
+  clsi_compile_v1 facts{sizeof(facts), &sinks, "p", "u", w.dir.c_str(), 1, -1};
+  clsi::venv::VenvPlugin plugin(*config, host, seams);
+  clsi::CompileContext ctx(host, &facts);
+  void* state = nullptr;
+  INFO("throw at " << at << (bad_alloc ? " (bad_alloc)" : ""));
+  CHECK(plugin.pre_compile(ctx, &state) == CLSI_STATUS_FELL_BACK);
+  CHECK(state == nullptr);
+  CHECK(env.empty());
+  std::string all;
+  for (const auto& l : output)
+    all += l;
+  CHECK_THAT(all, Contains("failed unexpectedly"));
+  CHECK_THAT(all, Contains("base interpreter"));
 }
