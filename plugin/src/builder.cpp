@@ -53,7 +53,10 @@ BuildOutcome build_locked(const Config& config, const Store& store, const Proces
   }
   if (!built.ok) {
     out.failure = built.failure;
-    if (!(cancelled && cancelled())) {
+    out.service_fault = built.service_fault || (cancelled && cancelled());
+    // Only the requirements' own faults are remembered: a retry cannot help
+    // those, and would help everything else.
+    if (!out.service_fault) {
       (void)store.remember_failure(request.key, built.failure);
       store.append_event("failure", request.key);
     }

@@ -16,6 +16,7 @@ namespace clsi::venv {
 
 struct BuildOutcome {
   bool ok = false;
+  bool service_fault = false;  // see BuildResult: not the requirements' fault
   std::string failure;
   Record record;
 };

@@ -205,7 +205,7 @@ Expected<Config> load_config(const char* path, const GetEnv& getenv) {
         if (auto sv = s["service"]; sv && !sv.IsNull()) {
           r.only_keys(sv, "service",
                       {"socket", "allowed_uids", "allowed_gids", "max_parallel_builds",
-                       "connect_timeout_ms"});
+                       "connect_timeout_ms", "lease_gid"});
           r.get(sv["socket"], "service.socket", c.service.socket);
           r.get(sv["allowed_uids"], "service.allowed_uids", c.service.allowed_uids);
           r.get(sv["allowed_gids"], "service.allowed_gids", c.service.allowed_gids);
@@ -213,6 +213,7 @@ Expected<Config> load_config(const char* path, const GetEnv& getenv) {
                     c.service.max_parallel_builds, 1);
           r.get_int(sv["connect_timeout_ms"], "service.connect_timeout_ms",
                     c.service.connect_timeout_ms, 1);
+          r.get_int(sv["lease_gid"], "service.lease_gid", c.service.lease_gid, std::int64_t{-1});
         }
       } else if (root && !root.IsNull() && !root.IsMap()) {
         return Error{std::string(path) + ": expected a mapping with a python_venv section"};

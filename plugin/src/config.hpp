@@ -32,6 +32,11 @@ struct Service {
   std::vector<std::uint32_t> allowed_uids;  // peers that may connect (SO_PEERCRED),
   std::vector<std::uint32_t> allowed_gids;  // besides the service's own uid
   int max_parallel_builds = 2;
+  // The group of the compile hosts. When set (>= 0), locks/ and the lock
+  // files are readable by it alone: only compile hosts can hold a lease, so a
+  // render cannot pin a venv against eviction and rebuilds. -1: anyone who
+  // can read the store can (docs/security.md).
+  std::int64_t lease_gid = -1;
   // How long a compile host waits to connect before saying the service is down.
   int connect_timeout_ms = 2000;
 };

@@ -25,21 +25,31 @@ constexpr std::int64_t kStaleTempSeconds = 24 * 3600;
 
 std::vector<EnvInfo> scan_envs(const Store& store, bool measure) {
   std::vector<EnvInfo> out;
+  const auto now = static_cast<std::int64_t>(std::time(nullptr));
   for (const auto& key : store.keys()) {
     EnvInfo e;
     e.key = key;
-    struct stat st {};
-    if (::stat(store.record_path(key).c_str(), &st) == 0) {
-      e.complete = true;
-      e.last_used = st.st_mtim.tv_sec;
-      e.record = store.read_record(key);
-    } else if (::stat(store.env_dir(key).c_str(), &st) == 0) {
-      e.last_used = st.st_mtim.tv_sec;
-    }
-    if (measure || !e.record) {
-      e.size_bytes = disk_usage(store.env_dir(key));
-    } else {
-      e.size_bytes = e.record->size_bytes;
+    // One bad entry (a record that is a directory, an I/O error) is shown as
+    // what it is; it never stops the scan of the rest of the store.
+    try {
+      struct stat st {};
+      if (::lstat(store.record_path(key).c_str(), &st) == 0 && S_ISREG(st.st_mode)) {
+        e.complete = true;
+        e.last_used = st.st_mtim.tv_sec;
+        e.record = store.read_record(key);
+      } else if (::lstat(store.env_dir(key).c_str(), &st) == 0) {
+        e.last_used = st.st_mtim.tv_sec;
+      }
+      // A stamp from the future (clock skew) would put a venv last in LRU.
+      e.last_used = std::min(e.last_used, now);
+      if (measure || !e.record) {
+        e.size_bytes = disk_usage(store.env_dir(key));
+      } else {
+        e.size_bytes = e.record->size_bytes;
+      }
+    } catch (const std::exception&) {
+      e.complete = false;
+      e.record.reset();
     }
     out.push_back(std::move(e));
   }

@@ -19,6 +19,28 @@ std::string describe(const RunOutcome& r, const std::string& what,
   return what + " failed (exit status " + std::to_string(Child::shell_status(r.wait_status)) + ")";
 }
 
+// A run that ended for reasons outside the requirements: it did not start,
+// or something outside killed it (the OOM killer, an operator).
+bool outside_fault(const RunOutcome& r) {
+  if (r.spawn_failed) return true;
+  return !r.timed_out && r.stopped_because.empty() && WIFSIGNALED(r.wait_status);
+}
+
+// pip's words for a fault of the service: the index or the disk, not the
+// project's requirements. pip still ends such a run with "no matching
+// distribution", so these are looked for in every line.
+bool service_trouble(std::string_view line) {
+  for (std::string_view s :
+       {"No space left on device", "[Errno 28]", "Disk quota exceeded", "[Errno 122]",
+        "Permission denied", "[Errno 13]", "Read-only file system", "[Errno 30]",
+        "Could not fetch URL", "NewConnectionError", "Connection refused", "Max retries exceeded",
+        "Temporary failure in name resolution", "Name or service not known", "Read timed out",
+        "ConnectTimeoutError", "SSLError", "Connection reset by peer", "HTTP error 5"}) {
+    if (line.find(s) != std::string_view::npos) return true;
+  }
+  return false;
+}
+
 // "host[:port]" of an http:// URL; "" for any other scheme.
 std::string http_host(const std::string& url) {
   constexpr std::string_view kHttp = "http://";
@@ -43,22 +65,29 @@ BuildResult Installer::build(const BuildRequest& req, const LineSink& log) const
   BuildResult result;
   auto started = std::chrono::steady_clock::now();
   std::string venv = store_.env_dir(req.key);
-  auto fail = [&](std::string why) {
+  bool trouble = false;  // pip reported a fault of the index, the network or the disk
+  auto fail_because = [&](std::string why, bool service_fault) {
     (void)store_.remove_env(req.key);
     result.ok = false;
     result.failure = std::move(why);
+    result.service_fault = service_fault;
     return result;
+  };
+  auto fail = [&](std::string why) { return fail_because(std::move(why), false); };
+  auto fail_service = [&](std::string why) { return fail_because(std::move(why), true); };
+  auto fail_run = [&](std::string why, const RunOutcome& run) {
+    return fail_because(std::move(why), trouble || outside_fault(run));
   };
 
   auto work = PrivateWorkdir::create(store_.tmp_dir(), "build-" + req.key.substr(0, 12));
-  if (!work) return fail(work.error());
+  if (!work) return fail_service(work.error());
   std::string req_file = work->root() + "/requirements.txt";
   {
     std::string content;
     for (const auto& r : req.requirements)
       content += r.canonical + "\n";
     auto w = write_file_atomically(req_file, content);
-    if (!w) return fail(w.error());
+    if (!w) return fail_service(w.error());
   }
 
   SpawnOptions base;
@@ -68,6 +97,7 @@ BuildResult Installer::build(const BuildRequest& req, const LineSink& log) const
   auto stream = [&](std::string_view line) {
     log("  " + std::string(line));
     if (first_error.empty() && line.substr(0, 6) == "ERROR:") first_error = line;
+    trouble = trouble || service_trouble(line);
   };
 
   // 1. The venv. With the base's pip importable, the venv needs none of its own.
@@ -80,11 +110,11 @@ BuildResult Installer::build(const BuildRequest& req, const LineSink& log) const
   if (own_pip)
     log(note("the base interpreter has no pip module; the venv gets its own pip (slower)"));
   auto r = runner_(mk, req.deadline, stream, {});
-  if (!r.ok()) return fail(describe(r, "creating the venv", req.deadline_reason));
+  if (!r.ok()) return fail_service(describe(r, "creating the venv", req.deadline_reason));
   // What venv made, before pip runs: after it, no wheel may have replaced or
   // added the venv's interpreter, activation scripts or pyvenv.cfg.
   auto created = snapshot_venv(venv);
-  if (!created) return fail(created.error());
+  if (!created) return fail_service(created.error());
 
   // 2. pip, from the file the plugin wrote. The download cache lives on the
   // volume: safe to share, because only the pinned index (and with
@@ -138,7 +168,7 @@ BuildResult Installer::build(const BuildRequest& req, const LineSink& log) const
     if (!r.ok()) {
       std::string why = describe(r, "resolving the requirements", req.deadline_reason);
       if (!first_error.empty() && !r.timed_out) why += ": " + first_error;
-      return fail(why);
+      return fail_run(why, r);
     }
     if (static_cast<int>(would_install.size()) > config_.caps.max_packages) {
       return fail("the requirements would install " + std::to_string(would_install.size()) +
@@ -175,7 +205,7 @@ BuildResult Installer::build(const BuildRequest& req, const LineSink& log) const
     std::string why = describe(r, "pip install", req.deadline_reason);
     if (!first_error.empty() && !r.timed_out && r.stopped_because.empty())
       why += ": " + first_error;
-    return fail(why);
+    return fail_run(why, r);
   }
 
   // 3. What got installed, read from the dist-info directories: no

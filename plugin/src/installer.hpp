@@ -34,7 +34,11 @@ struct BuildRequest {
 struct BuildResult {
   bool ok = false;
   std::string failure;  // why, in a user's words, when !ok
-  Record record;        // when ok: written to the store by the caller
+  // The failure is the service's (the index unreachable, a full disk, a
+  // permission, a process killed from outside), not the requirements': it is
+  // not remembered against them, and the user is told so.
+  bool service_fault = false;
+  Record record;  // when ok: written to the store by the caller
 };
 
 class Installer {

@@ -86,7 +86,8 @@ Expected<InterpreterFacts> InterpreterProbe::facts(const std::string& base_pytho
   }
   if (!text.empty()) {
     auto kv = parse_kv(text);
-    if (kv["fingerprint"] == fp && !kv["version"].empty()) {
+    // Only a file written whole counts: "end" is its last line.
+    if (kv["fingerprint"] == fp && !kv["version"].empty() && kv["end"] == "1") {
       InterpreterFacts f{id->real_path, kv["version"], kv["version_short"], kv["pip"], *id};
       std::lock_guard lock(mu_);
       memo_[fp] = f;
@@ -98,7 +99,8 @@ Expected<InterpreterFacts> InterpreterProbe::facts(const std::string& base_pytho
   auto f = run_probe(base_python, *id);
   if (!f) return f;
   std::string content = "fingerprint=" + fp + "\nversion=" + f->version +
-                        "\nversion_short=" + f->version_short + "\npip=" + f->pip_version + "\n";
+                        "\nversion_short=" + f->version_short + "\npip=" + f->pip_version +
+                        "\nend=1\n";
   (void)write_file_atomically(file, content);  // a failed write only costs a probe next time
   std::lock_guard lock(mu_);
   memo_[fp] = *f;

@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstring>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 namespace clsi::venv::protocol {
 namespace {
@@ -195,10 +196,23 @@ Expected<LineChannel> connect(const std::string& socket_path, Clock::time_point 
   if (socket_path.size() >= sizeof addr.sun_path)
     return Error{"the socket path " + socket_path + " is too long"};
   std::memcpy(addr.sun_path, socket_path.c_str(), socket_path.size() + 1);
-  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-  if (!fd) return Error{std::string("cannot create a socket: ") + std::strerror(errno)};
-  if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    if (errno != EINPROGRESS && errno != EAGAIN)
+  UniqueFd fd;
+  int rc = 0;
+  auto pause = std::chrono::milliseconds(5);
+  for (;;) {
+    fd.reset(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    if (!fd) return Error{std::string("cannot create a socket: ") + std::strerror(errno)};
+    rc = ::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+    if (rc == 0 || errno != EAGAIN) break;
+    // EAGAIN: the service's backlog is full. This socket will never connect;
+    // a new one may, shortly.
+    if (Clock::now() + pause >= deadline)
+      return Error{"the build service at " + socket_path + " is too busy to accept a connection"};
+    std::this_thread::sleep_for(pause);
+    pause = std::min(pause * 2, std::chrono::milliseconds(100));
+  }
+  if (rc != 0) {
+    if (errno != EINPROGRESS)
       return Error{"cannot connect to " + socket_path + ": " + std::strerror(errno)};
     pollfd p{fd.get(), POLLOUT, 0};
     while (::poll(&p, 1, ms_until(deadline)) == 0) {

@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <cstring>
 #include <ctime>
+#include <filesystem>
 
 #include "builder.hpp"
 #include "eviction.hpp"
@@ -29,7 +30,7 @@ using protocol::Clock;
 using protocol::Event;
 
 constexpr int kMaxConnections = 512;
-constexpr auto kRequestTimeout = std::chrono::seconds(10);
+constexpr auto kRequestTimeout = std::chrono::seconds(2);  // a client sends at once
 constexpr auto kSendTimeout = std::chrono::seconds(10);
 constexpr auto kTick = std::chrono::milliseconds(200);
 
@@ -100,6 +101,27 @@ Expected<bool> BuildService::start() {
   if (auto ok = check_store_ownership(store_, me); !ok) return ok;
   if (auto l = store_.ensure_layout(); !l) return l;
   if (auto ok = check_store_ownership(store_, me); !ok) return ok;
+  // One service per store: a second one would take builds from under the first.
+  const std::string lock_path = store_.root() + "/service.lock";
+  store_lock_.reset(
+      ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0644));
+  struct flock fl {};
+  fl.l_type = F_WRLCK;
+  fl.l_whence = SEEK_SET;
+  if (!store_lock_) return Error{"cannot open " + lock_path + ": " + std::strerror(errno)};
+  if (::fcntl(store_lock_.get(), F_OFD_SETLK, &fl) != 0)
+    return Error{"another build service already serves the store " + store_.root()};
+  if (auto l = restrict_leases(); !l) return l;
+  // Nothing runs yet: what a killed service left in tmp/ (build directories
+  // with pip's downloads) and trash/ is garbage.
+  for (const auto& dir : {store_.tmp_dir(), store_.trash_dir()}) {
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+      std::error_code rm;
+      std::filesystem::remove_all(e.path(), rm);
+      if (!rm) oplog_("removed " + e.path().string() + ", left by an interrupted build");
+    }
+  }
   // pip's cache is the service's alone: nobody else reads or plants entries.
   if (::chmod(store_.pip_cache_dir().c_str(), 0700) != 0)
     return Error{"cannot make " + store_.pip_cache_dir() + " private: " + std::strerror(errno)};
@@ -109,6 +131,12 @@ Expected<bool> BuildService::start() {
   addr.sun_family = AF_UNIX;
   if (path.size() >= sizeof addr.sun_path) return Error{"service.socket " + path + " is too long"};
   std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  // Its directory, when missing (systemd's RuntimeDirectory= usually makes it).
+  if (auto slash = path.rfind('/'); slash != std::string::npos && slash > 0) {
+    std::string parent = path.substr(0, slash);
+    if (::mkdir(parent.c_str(), 0755) != 0 && errno != EEXIST)
+      return Error{"cannot create " + parent + " for service.socket: " + std::strerror(errno)};
+  }
   // A socket left by a service that died is replaced; a live one is not.
   if (::lstat(path.c_str(), &st) == 0) {
     if (!S_ISSOCK(st.st_mode)) return Error{path + " exists and is not a socket"};
@@ -134,6 +162,36 @@ Expected<bool> BuildService::start() {
   oplog_("listening on " + path + " for the store " + store_.root() + " as uid " +
          std::to_string(me) + " (" + std::to_string(config_.service.max_parallel_builds) +
          " parallel build(s))");
+  return true;
+}
+
+// With service.lease_gid, locks/ and every lock file in it are the compile
+// hosts' group's to read, nobody else's: a lease needs a descriptor of the
+// lock file, so a render cannot take one.
+Expected<bool> BuildService::restrict_leases() const {
+  if (config_.service.lease_gid < 0) {
+    oplog_(
+        "warning: service.lease_gid is not set: anyone who can read the store can hold a "
+        "venv's lease and keep it from being evicted or rebuilt");
+    return true;
+  }
+  const auto gid = static_cast<gid_t>(config_.service.lease_gid);
+  auto restrict = [&](const std::string& path, mode_t mode) -> Expected<bool> {
+    if (::lchown(path.c_str(), static_cast<uid_t>(-1), gid) != 0 ||
+        ::chmod(path.c_str(), mode) != 0) {
+      return Error{
+          "cannot give " + path + " to group " + std::to_string(gid) +
+          " (service.lease_gid; the service's user must be a member): " + std::strerror(errno)};
+    }
+    return true;
+  };
+  const std::string locks = store_.root() + "/locks";
+  if (auto r = restrict(locks, 0750); !r) return r;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(locks, ec)) {
+    if (e.is_regular_file(ec))
+      if (auto r = restrict(e.path().string(), 0640); !r) return r;
+  }
   return true;
 }
 
@@ -172,8 +230,13 @@ void BuildService::run() {
     jobs_.clear();
   }
   cv_.notify_all();
+  // Connections still open are cut, so their threads end promptly; they use
+  // this object, so run() returns only when every one has.
   std::unique_lock lock(mu_);
-  cv_.wait_for(lock, std::chrono::seconds(5), [&] { return connections_ == 0; });
+  for (int fd : live_)
+    ::shutdown(fd, SHUT_RDWR);
+  cv_.wait(lock, [&] { return connections_ == 0; });
+  lock.unlock();
   oplog_("stopped");
 }
 
@@ -200,24 +263,41 @@ void BuildService::accept_one() {
     ch.send(protocol::encode(e), Clock::now() + std::chrono::seconds(1));
   };
   if (!allowed(peer)) {
-    oplog_("refused a connection from uid " + std::to_string(peer.uid) + " gid " +
-           std::to_string(peer.gid) + " (not in service.allowed_uids or service.allowed_gids)");
+    // Said once a minute per uid: a flood of refused peers must not flood the log.
+    auto now = Clock::now();
+    auto& last = refusals_logged_[peer.uid];
+    if (last == Clock::time_point() || now - last > std::chrono::minutes(1)) {
+      last = now;
+      oplog_("refused connections from uid " + std::to_string(peer.uid) + " gid " +
+             std::to_string(peer.gid) + " (not in service.allowed_uids or service.allowed_gids)");
+    }
     return refuse("uid " + std::to_string(peer.uid) +
                   " may not use this build service (service.allowed_uids / allowed_gids)");
   }
+  const int raw = fd.get();
   {
     std::lock_guard lock(mu_);
     if (connections_ >= kMaxConnections) return refuse("the build service is busy");
     ++connections_;
+    live_.insert(raw);
   }
-  std::thread([this, fd = std::move(fd), peer]() mutable {
-    serve(std::move(fd), peer);
+  auto done = [this, raw] {
     {
       std::lock_guard lock(mu_);
       --connections_;
+      live_.erase(raw);
     }
     cv_.notify_all();
-  }).detach();
+  };
+  try {
+    std::thread([this, fd = std::move(fd), peer, done]() mutable {
+      serve(std::move(fd), peer);
+      done();
+    }).detach();
+  } catch (const std::system_error& e) {  // out of threads (a pids limit)
+    done();
+    oplog_(std::string("cannot serve a connection: ") + e.what());
+  }
 }
 
 void BuildService::serve(UniqueFd fd, Peer peer) {
@@ -237,10 +317,12 @@ void BuildService::serve(UniqueFd fd, Peer peer) {
   if (request->op == "status") {
     Event e;
     e.event = "status";
-    std::lock_guard lock(mu_);
-    e.running = running_;
-    e.queued = static_cast<int>(queue_.size());
-    e.max_running_seen = max_running_seen_;
+    {
+      std::lock_guard lock(mu_);
+      e.running = running_;
+      e.queued = static_cast<int>(queue_.size());
+      e.max_running_seen = max_running_seen_;
+    }
     ch.send(protocol::encode(e), Clock::now() + kSendTimeout);
   }
 }
@@ -396,15 +478,17 @@ void BuildService::worker() {
       max_running_seen_ = std::max(max_running_seen_, running_);
     }
     cv_.notify_all();
-    build(*job);
+    Event result = build(*job);
     // Eviction runs once the key's lock is released, before the waiting
     // compiles are told, so they find the store within its budget.
-    if (!stopping() && job->result.ok) {
+    if (!stopping() && result.ok) {
+      std::lock_guard gc(gc_mu_);
       evict_if_over_budget(config_, store_, {job->key},
                            [&](std::string_view l) { oplog_(std::string(l)); });
     }
     {
-      std::lock_guard lock(mu_);
+      std::lock_guard lock(mu_);  // waiters read result once finished is set
+      job->result = std::move(result);
       --running_;
       job->finished = true;
       jobs_.erase(job->key);
@@ -413,7 +497,8 @@ void BuildService::worker() {
   }
 }
 
-void BuildService::build(Job& job) {
+// Returns the answer for everyone waiting; the worker publishes it.
+Event BuildService::build(Job& job) {
   const std::string id = short_key(job.key);
   UniqueFd log(::open(store_.build_log_path(job.key).c_str(),
                       O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0644));
@@ -429,13 +514,21 @@ void BuildService::build(Job& job) {
   };
   auto fail = [&](Cause cause, const std::string& why) {
     oplog_("environment " + id + ": " + why);
-    job.result = done_failed(cause, why, job.key);
+    return done_failed(cause, why, job.key);
   };
   auto lock = KeyLock::open(store_.lock_path(job.key), true);
   if (!lock) return fail(Cause::kService, lock.error());
-  // Readers of an unhealthy venv being replaced hold shared leases: wait for
-  // them, within the install timeout, and for nothing else.
-  auto deadline = Clock::now() + std::chrono::seconds(config_.caps.install_timeout_s);
+  if (config_.service.lease_gid >= 0 &&
+      (::fchown(lock->fd(), static_cast<uid_t>(-1),
+                static_cast<gid_t>(config_.service.lease_gid)) != 0 ||
+       ::fchmod(lock->fd(), 0640) != 0)) {
+    return fail(Cause::kService, "cannot give the lock file of " + id +
+                                     " to service.lease_gid: " + std::strerror(errno));
+  }
+  // Renders of a venv being replaced hold shared leases: wait for them a
+  // while (they end with their compiles), not for ever, so that a lease held
+  // on purpose cannot take a build slot for long.
+  auto deadline = Clock::now() + std::chrono::seconds(std::min(config_.caps.install_timeout_s, 60));
   while (!lock->try_lock(KeyLock::Mode::kExclusive)) {
     if (stopping()) return fail(Cause::kService, "the build service is stopping");
     if (Clock::now() >= deadline)
@@ -447,8 +540,7 @@ void BuildService::build(Job& job) {
     canonical.push_back(r.canonical);
   if (check_venv(store_, ::geteuid(), job.key, canonical, config_.base_python).state ==
       VenvState::kUsable) {
-    job.result = done_ok(job.key);
-    return;
+    return done_ok(job.key);
   }
   BuildRequest req{job.key, job.requirements, job.python, {}, {}};
   set_install_deadline(config_, req);
@@ -465,12 +557,15 @@ void BuildService::build(Job& job) {
   double secs = std::chrono::duration<double>(Clock::now() - start).count();
   if (out.ok) {
     oplog_("built environment " + id + " in " + std::to_string(secs) + " s");
-    job.result = done_ok(job.key);
-  } else if (stopping()) {
-    fail(Cause::kService, "the build service stopped during the build");
-  } else {
-    fail(Cause::kRequirements, out.failure);
+    return done_ok(job.key);
   }
+  if (stopping()) return fail(Cause::kService, "the build service stopped during the build");
+  if (out.service_fault) {
+    oplog_("warning: environment " + id +
+           " could not be built for a reason of the service's: " + out.failure);
+    return fail(Cause::kService, out.failure);
+  }
+  return fail(Cause::kRequirements, out.failure);
 }
 
 void BuildService::scheduled_gc() {
@@ -481,7 +576,9 @@ void BuildService::scheduled_gc() {
     cv_.wait_until(lock, next, [&] { return stopping(); });
     if (stopping()) return;
     lock.unlock();
+    std::unique_lock gc(gc_mu_);
     auto report = collect_garbage(store_, config_.eviction.max_total_mb * 1024 * 1024, false);
+    gc.unlock();
     for (const auto& l : report.lines)
       oplog_("gc: " + l);
     for (const auto& key : report.removed)

@@ -13,6 +13,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -51,13 +52,14 @@ class BuildService {
     gid_t gid = 0;
   };
 
+  [[nodiscard]] Expected<bool> restrict_leases() const;
   void accept_one();
   void serve(UniqueFd fd, Peer peer);
   void serve_build(protocol::LineChannel& ch, const protocol::BuildRequest& request,
                    const Peer& peer);
   void serve_used(protocol::LineChannel& ch, const std::string& key, bool hit);
   void worker();
-  void build(Job& job);
+  protocol::Event build(Job& job);
   void scheduled_gc();
   [[nodiscard]] bool allowed(const Peer& peer) const;
   [[nodiscard]] bool stopping() const { return stopping_.load(); }
@@ -67,17 +69,21 @@ class BuildService {
   const ProcessRunner runner_;
   const LineSink oplog_;
   InterpreterProbe probe_;
+  UniqueFd store_lock_;  // <venvs_dir>/service.lock, held exclusively: one service per store
   UniqueFd listener_;
   UniqueFd wake_;  // eventfd: request_stop() wakes the accept loop
 
   std::atomic<bool> stopping_{false};
   std::mutex mu_;
   std::condition_variable cv_;
+  std::mutex gc_mu_;  // one eviction at a time: after a build, or scheduled
   std::map<std::string, std::shared_ptr<Job>> jobs_;  // queued or running, by key
   std::deque<std::shared_ptr<Job>> queue_;
   int running_ = 0;
   int max_running_seen_ = 0;
   int connections_ = 0;
+  std::set<int> live_;  // descriptors of connections being served
+  std::map<uid_t, protocol::Clock::time_point> refusals_logged_;  // accept thread only
   std::vector<std::thread> workers_;
   std::thread gc_thread_;
 };

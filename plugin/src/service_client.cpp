@@ -49,6 +49,13 @@ BuildAnswer request_build(const Config& config, const protocol::BuildRequest& re
       a.reason = e.error();
       return a;
     }
+    // The key becomes a path: only 64 hex digits are one.
+    if (!e->key.empty() && (e->key.size() != 64 ||
+                            e->key.find_first_not_of("0123456789abcdef") != std::string::npos)) {
+      a.unreachable = true;
+      a.reason = "the build service sent a malformed key";
+      return a;
+    }
     if (e->event == "key") {
       a.key = e->key;
     } else if (e->event == "line") {

@@ -36,8 +36,8 @@ bool is_key(const std::string& s) {
 }  // namespace
 
 Expected<bool> Store::ensure_layout() const {
-  struct stat st {};
-  if (::stat(pip_cache_dir().c_str(), &st) == 0) return true;  // created last: all there
+  // Every directory, every time: one that was deleted is made again (a
+  // mkdir of one that exists is a cheap EEXIST).
   for (const auto& d :
        {root_, envs_dir(), root_ + "/locks", probes_dir(), tmp_dir(), trash_dir(), failures_dir(),
         logs_dir(), keys_dir(), root_ + "/cache", pip_cache_dir()}) {
@@ -146,7 +146,11 @@ std::optional<Failure> Store::recent_failure(const std::string& key, std::int64_
   std::string at;
   if (!std::getline(in, at) || !std::getline(in, f.reason)) return std::nullopt;
   f.at = std::atoll(at.c_str());
-  if (max_age_s <= 0 || std::time(nullptr) - f.at >= max_age_s) return std::nullopt;
+  const auto now = static_cast<std::int64_t>(std::time(nullptr));
+  // A stamp from the future (clock skew, a forged file) would block the key
+  // for good: it is ignored.
+  if (max_age_s <= 0 || f.at <= 0 || f.at > now + 60 || now - f.at >= max_age_s)
+    return std::nullopt;
   f.retry_at = f.at + max_age_s;
   return f;
 }

@@ -5,7 +5,9 @@
 
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <csignal>
 #include <ctime>
+#include <regex>
 #include <thread>
 
 #include "venv_world.hpp"
@@ -229,4 +231,76 @@ TEST_CASE("a build over the eviction budget evicts the least recently used venv 
     w.compile(w.project("bulky\nalpha\n"), true, "print(1)");
     CHECK(w.env_dirs().size() == 2);
   }
+}
+
+TEST_CASE("a failure stamped in the future is ignored, and the message carries the date",
+          "[lifecycle][failure]") {
+  VenvWorld w;
+  w.configure({"retry_failed_after_s: 600"});
+  auto dir = w.project("no-such-package\n");
+  w.compile(dir, true, "print('RENDER ran')");
+  auto failures = testenv::list_dir(w.venvs + "/failures");
+  REQUIRE(failures.size() == 1);
+  auto second = w.compile(dir, true, "print('RENDER ran')");
+  INFO(second);
+  // "failed at YYYY-MM-DD HH:MM:SS UTC"
+  CHECK(std::regex_search(second, std::regex(R"(failed at \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC)")));
+  // The year 2100, as clock skew or a forged file would have it.
+  testenv::write_file(w.venvs + "/failures/" + failures[0], "4102444800\nblocked for good\n");
+  auto third = w.compile(dir, true, "print('RENDER ran')");
+  INFO(third);
+  CHECK_THAT(third, !Contains("blocked for good"));
+  CHECK_THAT(third, Contains("Looking in indexes"));  // tried again
+}
+
+TEST_CASE("an unreachable index is the service's problem and is not remembered",
+          "[lifecycle][failure]") {
+  VenvWorld w;
+  // A loopback port where nothing listens.
+  int port = 0;
+  {
+    testenv::IndexServer gone(w.index);
+    auto url = gone.url();
+    port = std::stoi(url.substr(url.rfind(':') + 1));
+  }
+  w.configure({"retry_failed_after_s: 600"},
+              "http://127.0.0.1:" + std::to_string(port) + "/simple/");
+  auto dir = w.project("alpha\n");
+  auto first = w.compile(dir, true, "print('RENDER ran')");
+  INFO(first);
+  CHECK_THAT(first, Contains("problem of the compile service, not of ./requirements.txt"));
+  CHECK_THAT(first, Contains("RENDER ran"));
+  CHECK(testenv::list_dir(w.venvs + "/failures").empty());
+  CHECK_THAT(w.service->log(), Contains("warning"));
+  auto second = w.compile(dir, true, "print('RENDER ran')");
+  INFO(second);
+  CHECK_THAT(second, !Contains("the last build of environment"));
+}
+
+TEST_CASE("pip killed from outside (as the OOM killer does) is not remembered",
+          "[lifecycle][failure]") {
+  VenvWorld w;
+  testenv::IndexServer slow(w.index, 1500);
+  w.configure({"retry_failed_after_s: 600"}, slow.url());
+  auto dir = w.project("alpha\n");
+  std::string first;
+  std::thread compile([&] { first = w.compile(dir, true, "print('RENDER ran')"); });
+  std::vector<int> pips;
+  for (int i = 0; i < 400 && pips.empty(); ++i) {
+    for (int pid : testenv::processes_mentioning(w.venvs + "/envs/"))
+      if (testenv::read_file("/proc/" + std::to_string(pid) + "/cmdline").find("pip") !=
+          std::string::npos)
+        pips.push_back(pid);
+    std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  }
+  REQUIRE_FALSE(pips.empty());
+  for (int pid : pips)
+    ::kill(pid, SIGKILL);
+  compile.join();
+  INFO(first);
+  CHECK_THAT(first, Contains("not of ./requirements.txt"));
+  CHECK(testenv::list_dir(w.venvs + "/failures").empty());
+  auto second = w.compile(w.project("alpha\n"));
+  INFO(second);
+  CHECK_THAT(second, Contains("RENDER alpha 2.1"));
 }

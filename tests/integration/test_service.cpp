@@ -43,7 +43,8 @@ struct OwnedWorld {
     svc.own(w.venvs);
     svc.own(w.tmp / "run");
     w.socket = w.tmp / "run/sock";
-    w.service_lines = {"allowed_uids: [0]"};
+    // The compile host (root here) may ask; leases are the service group's.
+    w.service_lines = {"allowed_uids: [0]", "lease_gid: " + std::to_string(svc.gid())};
     w.service_prefix = svc.as();
     w.configure(extra, index);
     ::chmod(w.config.c_str(), 0644);
@@ -105,6 +106,8 @@ for f in glob.glob(store + "/probes/*"):
 attempt("failure-plant", lambda: write(store + "/failures/" + fake, "9999999999\nno\n"))
 attempt("lock-plant", lambda: write(store + "/locks/" + fake + ".lock", ""))
 attempt("events", lambda: write(store + "/events.log", "1 hit x 0\n", "a"))
+for f in glob.glob(store + "/locks/*.lock") or [store + "/locks/none.lock"]:
+    attempt("lock-lease", lambda f=f: open(f).close())  # a lease would pin the venv
 s = socket.socket(socket.AF_UNIX)
 s.connect(")PY" +
          w.socket + R"PY(")
@@ -128,7 +131,7 @@ TEST_CASE("service: a render cannot change what another compile uses", "[service
   CHECK_THAT(a, !Contains("SUCCEEDED"));
   for (const char* what :
        {"package", "pth", "keys-new", "keys-rewrite", "env-plant", "record-plant", "record-rewrite",
-        "pip-cache", "probe-rewrite", "failure-plant", "lock-plant", "events"}) {
+        "pip-cache", "probe-rewrite", "failure-plant", "lock-plant", "events", "lock-lease"}) {
     CHECK_THAT(a, Contains(std::string("ATTACK ") + what + " denied"));
   }
   CHECK_THAT(a, Contains("may not use this build service"));
