@@ -1,6 +1,11 @@
 #include "installer.hpp"
 
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
 #include <sstream>
 
@@ -113,6 +118,9 @@ BuildResult Installer::build(const BuildRequest& req, const LineSink& log) const
   if (!r.ok()) return fail_service(describe(r, "creating the venv", req.deadline_reason));
   // What venv made, before pip runs: after it, no wheel may have replaced or
   // added the venv's interpreter, activation scripts or pyvenv.cfg.
+  struct stat made {};
+  if (::stat((venv + "/bin/python3").c_str(), &made) != 0)
+    return fail_service("the new venv has no bin/python3: " + std::string(std::strerror(errno)));
   auto created = snapshot_venv(venv);
   if (!created) return fail_service(created.error());
 
@@ -243,6 +251,8 @@ BuildResult Installer::build(const BuildRequest& req, const LineSink& log) const
   rec.build_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   rec.size_bytes = size;
+  rec.interpreter_dev = made.st_dev;
+  rec.interpreter_ino = made.st_ino;
   return result;
 }
 

@@ -382,7 +382,7 @@ void BuildService::serve_build(protocol::LineChannel& ch, const protocol::BuildR
     }
   }
   if (!job) {
-    auto check = check_venv(store_, ::geteuid(), key, canonical, config_.base_python);
+    auto check = check_venv(store_, ::geteuid(), key, canonical);
     if (check.state == VenvState::kUsable) {
       store_.append_event("hit", key);
       send(done_ok(key));
@@ -502,6 +502,8 @@ Event BuildService::build(Job& job) {
   const std::string id = short_key(job.key);
   UniqueFd log(::open(store_.build_log_path(job.key).c_str(),
                       O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0644));
+  struct stat log_st {};
+  if (log && (::fstat(log.get(), &log_st) != 0 || !S_ISREG(log_st.st_mode))) log.reset();
   auto sink = [&](std::string_view line) {
     std::string l(line);
     l += '\n';
@@ -538,8 +540,7 @@ Event BuildService::build(Job& job) {
   std::vector<std::string> canonical;
   for (const auto& r : job.requirements)
     canonical.push_back(r.canonical);
-  if (check_venv(store_, ::geteuid(), job.key, canonical, config_.base_python).state ==
-      VenvState::kUsable) {
+  if (check_venv(store_, ::geteuid(), job.key, canonical).state == VenvState::kUsable) {
     return done_ok(job.key);
   }
   BuildRequest req{job.key, job.requirements, job.python, {}, {}};

@@ -12,7 +12,9 @@
 #include <filesystem>
 #include <fstream>
 #include <set>
+#include <sstream>
 
+#include "clsi/unique_fd.hpp"
 #include "isolation.hpp"
 
 namespace fs = std::filesystem;
@@ -85,6 +87,8 @@ Expected<bool> Store::write_record(const Record& r) const {
   y += "built_at: " + std::to_string(r.built_at) + "\n";
   y += "build_seconds: " + std::to_string(r.build_seconds) + "\n";
   y += "size_bytes: " + std::to_string(r.size_bytes) + "\n";
+  y += "interpreter_dev: " + std::to_string(r.interpreter_dev) + "\n";
+  y += "interpreter_ino: " + std::to_string(r.interpreter_ino) + "\n";
   y += "requested:\n";
   for (const auto& s : r.requested)
     y += "  - " + quoted(s) + "\n";
@@ -94,9 +98,29 @@ Expected<bool> Store::write_record(const Record& r) const {
   return write_file_atomically(record_path(r.key), y);
 }
 
+// A small regular file of the store, read without following a symlink and
+// without blocking on a FIFO planted in its place.
+std::optional<std::string> read_small_regular_file(const std::string& path) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY));
+  struct stat st {};
+  if (!fd || ::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > (1 << 20))
+    return std::nullopt;
+  std::string text;
+  char buf[8192];
+  for (;;) {
+    ssize_t n = ::read(fd.get(), buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return std::nullopt;
+    if (n == 0) return text;
+    text.append(buf, static_cast<std::size_t>(n));
+  }
+}
+
 std::optional<Record> Store::read_record(const std::string& key) const {
+  auto text = read_small_regular_file(record_path(key));
+  if (!text) return std::nullopt;
   try {
-    YAML::Node n = YAML::LoadFile(record_path(key));
+    YAML::Node n = YAML::Load(*text);
     Record r;
     r.key = n["key"].as<std::string>("");
     r.python = n["python"].as<std::string>("");
@@ -107,6 +131,8 @@ std::optional<Record> Store::read_record(const std::string& key) const {
     r.built_at = n["built_at"].as<std::int64_t>(0);
     r.build_seconds = n["build_seconds"].as<double>(0);
     r.size_bytes = n["size_bytes"].as<std::int64_t>(0);
+    r.interpreter_dev = n["interpreter_dev"].as<std::uint64_t>(0);
+    r.interpreter_ino = n["interpreter_ino"].as<std::uint64_t>(0);
     for (const auto& s : n["requested"])
       r.requested.push_back(s.as<std::string>());
     for (const auto& s : n["installed"])
@@ -141,7 +167,9 @@ Expected<bool> Store::remember_failure(const std::string& key, const std::string
 }
 
 std::optional<Failure> Store::recent_failure(const std::string& key, std::int64_t max_age_s) const {
-  std::ifstream in(failures_dir() + "/" + key);
+  auto text = read_small_regular_file(failures_dir() + "/" + key);
+  if (!text) return std::nullopt;
+  std::istringstream in(*text);
   Failure f;
   std::string at;
   if (!std::getline(in, at) || !std::getline(in, f.reason)) return std::nullopt;
@@ -165,10 +193,13 @@ void Store::append_event(std::string_view kind, const std::string& key, double v
                         static_cast<long long>(std::time(nullptr)), static_cast<int>(kind.size()),
                         kind.data(), key.c_str(), value);
   if (n <= 0 || n >= static_cast<int>(sizeof line)) return;
-  int fd = ::open(events_path().c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-  if (fd < 0) return;  // statistics are best effort; a compile never fails for them
-  (void)!::write(fd, line, static_cast<std::size_t>(n));
-  ::close(fd);
+  UniqueFd fd(::open(events_path().c_str(),
+                     O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0644));
+  struct stat st {};
+  // Statistics are best effort; nothing waits for them, nor writes anything
+  // but a regular file.
+  if (!fd || ::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) return;
+  (void)!::write(fd.get(), line, static_cast<std::size_t>(n));
 }
 
 std::string human_size(std::int64_t bytes) {

@@ -38,6 +38,9 @@ struct Record {
   std::int64_t built_at = 0;  // unix seconds
   double build_seconds = 0;
   std::int64_t size_bytes = 0;
+  // The file the venv's bin/python3 resolved to when it was made: health is
+  // "it still does" (a wrapper or shim as base_python is fine).
+  std::uint64_t interpreter_dev = 0, interpreter_ino = 0;
 };
 
 struct Failure {
@@ -96,6 +99,10 @@ class Store {
  private:
   std::string root_;
 };
+
+// The text of a regular file of at most 1 MiB, opened without following a
+// symlink or blocking; nullopt for anything else.
+std::optional<std::string> read_small_regular_file(const std::string& path);
 
 // "340 KB", "12.5 MB".
 std::string human_size(std::int64_t bytes);

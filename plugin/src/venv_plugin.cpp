@@ -218,7 +218,7 @@ std::optional<KeyLock> VenvPlugin::lease_if_usable(const Want& want, std::string
   std::vector<std::string> asked;
   for (const auto& r : want.requirements)
     asked.push_back(r.canonical);
-  auto check = check_venv(store_, *owner, want.key, asked, config_.base_python);
+  auto check = check_venv(store_, *owner, want.key, asked);
   if (check.state == VenvState::kUntrusted) {
     host_.log(CLSI_LOG_WARNING,
               "environment " + want.id + " in " + store_.root() + " is not used: " + check.why);

@@ -27,6 +27,6 @@ struct VenvCheck {
 // Reads only and takes no lock; a caller that uses the venv holds its shared
 // lock while it asks. `requested`: the canonical requirement lines.
 VenvCheck check_venv(const Store& store, uid_t owner, const std::string& key,
-                     const std::vector<std::string>& requested, const std::string& base_python);
+                     const std::vector<std::string>& requested);
 
 }  // namespace clsi::venv

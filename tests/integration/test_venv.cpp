@@ -298,3 +298,20 @@ TEST_CASE("a build killed outright leaves a leftover that the next compile remov
   CHECK_THAT(log, Contains("RENDER alpha 2.1"));
   CHECK(testenv::exists(w.venvs + "/envs/" + w.env_dirs()[0] + ".complete"));
 }
+
+TEST_CASE("a wrapper script as base_python builds once and is reused", "[venv][shim]") {
+  VenvWorld w;
+  // What pyenv's shims and many images' /usr/local/bin/python3 are.
+  std::string shim = w.tmp / "shims/python3";
+  testenv::write_file(shim, "#!/bin/sh\nexec /usr/bin/python3 \"$@\"\n");
+  ::chmod(shim.c_str(), 0755);
+  w.configure({"base_python: " + shim});
+  auto first = w.compile(w.project("alpha\n"));
+  INFO(first);
+  REQUIRE_THAT(first, Contains("RENDER alpha 2.1"));
+  auto second = w.compile(w.project("alpha\n"));
+  INFO(second);
+  CHECK_THAT(second, Contains("reusing environment"));
+  CHECK_THAT(second, Contains("RENDER alpha 2.1"));
+  CHECK(count_occurrences(testenv::read_file(w.venvs + "/events.log"), " build ") == 1);
+}
