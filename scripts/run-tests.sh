@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds, checks formatting, and runs every test:
-# once in a normal build and once under AddressSanitizer + UBSan.
+# once in a normal build and once under AddressSanitizer + UBSan; then the
+# unit tests under ThreadSanitizer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,5 +27,16 @@ if [ "${CLSI_SKIP_SANITIZERS:-0}" != 1 ]; then
   echo "== tests under sanitizers (build-asan/)"
   (cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
     ctest -j"$jobs" --output-on-failure)
+fi
+if [ "${CLSI_SKIP_TSAN:-0}" != 1 ]; then
+  # Hooks of one plugin instance run at once on threads of one host process,
+  # and the build service is threads around shared state: the unit suite
+  # drives both (an in-process service, many compiles of one instance).
+  echo "== build with ThreadSanitizer (build-tsan/)"
+  cmake -S . -B build-tsan -DCLSI_BUILD_TESTS=ON -DCLSI_TSAN=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
+  cmake --build build-tsan -j"$jobs" --target clsi_unit_tests
+  echo "== unit tests under ThreadSanitizer (build-tsan/)"
+  (cd build-tsan && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+    ctest -j"$jobs" -L unit --output-on-failure)
 fi
 echo "== all tests passed"

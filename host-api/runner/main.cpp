@@ -9,6 +9,7 @@
 #include <poll.h>
 #include <pwd.h>
 #include <signal.h>
+#include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -21,6 +22,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "clsi/child_process.hpp"
@@ -445,9 +447,55 @@ int main(int argc, char** argv) {
     std::lock_guard lock(compile.env_mu);
     compile.env_open = true;
   }
+  // Each hook runs on a thread of its own while this one watches for a stop
+  // signal and the deadline: ABI 1.0 cannot tell a hook that its compile was
+  // cancelled, so a hook that waits (for a build, say) must not hold up a
+  // SIGTERM or --timeout. When either comes first, the plugins that are done
+  // get their post-compile hooks and the runner exits at once; the hook still
+  // running is abandoned with the process (its locks die with it).
+  auto abandon = [&](size_t running, int status, const std::string& why) {
+    log.line(why + " while plugin " + slots[running]->name +
+             " was preparing it; the command did not run");
+    clsi_compile_result_v1 r{sizeof(clsi_compile_result_v1), status, status == kStatusTimedOut, 0};
+    for (size_t j = running; j-- > 0;) {
+      if (!pre_ran[j]) continue;
+      auto facts = compile_facts(j);
+      instances[j].post_compile(facts, compile_ptrs[j], r);
+    }
+    std::fflush(stderr);
+    ::_exit(status);  // no destructors: the abandoned hook may still be running
+  };
   for (size_t i = 0; i < instances.size() && !failed; ++i) {
     auto facts = compile_facts(i);
-    clsi_status s = instances[i].pre_compile(facts, &compile_ptrs[i]);
+    clsi::UniqueFd hook_done(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+    clsi_status s = CLSI_STATUS_ERROR;
+    std::thread hook([&, i, facts, done = hook_done.get()]() mutable {
+      s = instances[i].pre_compile(facts, &compile_ptrs[i]);
+      std::uint64_t one = 1;
+      (void)!::write(done, &one, sizeof one);
+    });
+    for (;;) {
+      int wait_ms = 1000;
+      if (deadline != std::chrono::steady_clock::time_point::max()) {
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                        deadline - std::chrono::steady_clock::now())
+                        .count();
+        if (left <= 0) {
+          hook.detach();
+          abandon(i, kStatusTimedOut,
+                  "the compile timed out after " + std::to_string(opt.timeout_s) + " s");
+        }
+        wait_ms = static_cast<int>(std::min<long long>(left + 1, 1000));
+      }
+      pollfd fds[2] = {{hook_done.get(), POLLIN, 0}, {sigfd.get(), POLLIN, 0}};
+      ::poll(fds, 2, wait_ms);
+      if (fds[0].revents & POLLIN) break;
+      if (int sig = pending_signal(); sig != 0) {
+        hook.detach();
+        abandon(i, 128 + sig, std::string("the compile was stopped by ") + strsignal(sig));
+      }
+    }
+    hook.join();
     if (s == CLSI_STATUS_ERROR) {
       log.line("plugin " + slots[i]->name + " failed before the compile; the compile did not run");
       failed = true;

@@ -281,12 +281,12 @@ void BuildService::accept_one() {
     ++connections_;
     live_.insert(raw);
   }
+  // Notified under the lock: once it is released, run() may return and this
+  // object go, so a detached thread must not touch it after that.
   auto done = [this, raw] {
-    {
-      std::lock_guard lock(mu_);
-      --connections_;
-      live_.erase(raw);
-    }
+    std::lock_guard lock(mu_);
+    --connections_;
+    live_.erase(raw);
     cv_.notify_all();
   };
   try {

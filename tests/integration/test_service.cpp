@@ -354,3 +354,41 @@ TEST_CASE("service: SIGTERM stops a running build, removes it and exits within s
   CHECK_THAT(log, Contains("not of ./requirements.txt"));
   CHECK_THAT(log, Contains("render python: base"));
 }
+
+TEST_CASE("service: SIGTERM to clsi-runner ends a compile waiting for a build at once",
+          "[service][stop]") {
+  VenvWorld w;
+  testenv::IndexServer slow(w.index, 1500);
+  w.configure({}, slow.url());
+  auto dir = w.project("alpha\n");
+  clsi::SpawnOptions so;
+  auto argv = w.runner_argv(dir, true, "print('RENDER ran')");
+  so.executable = argv[0];
+  so.args.assign(argv.begin() + 1, argv.end());
+  so.env = {"PATH=/usr/bin:/bin"};
+  so.output_fd = 2;
+  std::error_code ec;
+  auto host = clsi::Child::spawn(so, ec);
+  REQUIRE(host);
+  for (int i = 0; i < 400; ++i) {
+    if (testenv::read_file(dir + "/output.log").find("Looking in indexes") != std::string::npos)
+      break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  }
+  REQUIRE_THAT(testenv::read_file(dir + "/output.log"), Contains("Looking in indexes"));
+  auto sent = std::chrono::steady_clock::now();
+  ::kill(host->pid(), SIGTERM);
+  int status = clsi::Child::shell_status(host->wait());
+  auto took = std::chrono::steady_clock::now() - sent;
+  auto log = testenv::read_file(dir + "/output.log");
+  INFO(log);
+  CHECK(status == 128 + SIGTERM);
+  CHECK(took < std::chrono::seconds(3));  // the design says within 1 s; generous for CI
+  CHECK_THAT(log, Contains("stopped by Terminated while plugin python-venv was preparing it"));
+  CHECK_THAT(log, !Contains("RENDER ran"));
+  // The build went on in the service; the next compile uses it.
+  auto next = w.compile(w.project("alpha\n"));
+  INFO(next);
+  CHECK_THAT(next, Contains("RENDER alpha 2.1"));
+  CHECK(w.env_dirs().size() == 1);
+}

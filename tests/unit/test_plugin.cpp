@@ -352,3 +352,70 @@ TEST_CASE("plugin: an exception at any step of pre-compile falls back", "[plugin
   CHECK_THAT(all, Contains("failed unexpectedly"));
   CHECK_THAT(all, Contains("base interpreter"));
 }
+
+// One plugin instance, many compiles at once on threads of one process, as a
+// Node host runs them: every compile gets its own key's venv, each key is
+// built once, and nothing of one compile leaks into another.
+TEST_CASE("plugin: many compiles of one instance at once, on threads", "[plugin][concurrency]") {
+  PluginWorld w;
+  testenv::make_index(w.tmp / "idx", R"([
+    {"name": "gamma", "version": "0.3", "files": {"gamma/__init__.py": "X = 1\n"}},
+    {"name": "delta", "version": "1.0", "files": {"delta/__init__.py": "X = 2\n"}}])");
+  testenv::write_plugin_yaml(w.config, {"enabled: true", "venvs_dir: " + w.venvs,
+                                        "index_url: file://" + w.tmp / "idx/simple/",
+                                        "service:", "  socket: " + w.tmp / "sock"});
+  auto config = clsi::venv::load_config(w.config.c_str(), [](const char*) { return nullptr; });
+  REQUIRE(config.ok());
+  clsi::venv::BuildService service(*config, clsi::venv::default_process_runner(),
+                                   [](std::string_view) {});
+  REQUIRE(service.start().ok());
+  std::thread serving([&] { service.run(); });
+  struct Stop {
+    clsi::venv::BuildService& s;
+    std::thread& t;
+    ~Stop() {
+      s.request_stop();
+      t.join();
+    }
+  } stop{service, serving};
+
+  const std::vector<std::string> sets = {"gamma\n", "delta\n", "gamma\ndelta\n", "gamma>=0.1\n"};
+  constexpr int kCompiles = 16;
+  std::vector<std::string> dirs;
+  for (int i = 0; i < kCompiles; ++i) {
+    std::string dir = w.tmp / ("p" + std::to_string(i));
+    testenv::write_file(dir + "/requirements.txt", sets[i % sets.size()]);
+    dirs.push_back(dir);
+  }
+  testenv::FakeHost host(CLSI_PLUGIN_PATH);
+  REQUIRE(host.create(w.config));
+  std::vector<std::unique_ptr<testenv::FakeCompile>> compiles;
+  for (int i = 0; i < kCompiles; ++i) {
+    compiles.push_back(std::make_unique<testenv::FakeCompile>());
+    compiles.back()->compile_dir = dirs[i];
+    compiles.back()->project_id = "project-" + std::to_string(i);
+  }
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kCompiles; ++i) {
+    threads.emplace_back([&, i] {
+      host.pre(*compiles[i]);
+      host.post(*compiles[i]);
+    });
+  }
+  for (auto& t : threads)
+    t.join();
+  std::map<std::string, std::string> python_of_set;
+  for (int i = 0; i < kCompiles; ++i) {
+    auto& c = *compiles[i];
+    INFO(c.output);
+    REQUIRE(c.pre_status == CLSI_STATUS_OK);
+    const std::string& py = c.env["QUARTO_PYTHON"];
+    CHECK_THAT(py, Contains(w.venvs + "/envs/"));
+    CHECK_THAT(c.env["JUPYTER_PATH"], Contains(py.substr(0, py.size() - 12)));  // same venv
+    auto [it, fresh] = python_of_set.emplace(sets[i % sets.size()], py);
+    CHECK(it->second == py);  // one venv per requirements set
+  }
+  CHECK(python_of_set.size() == sets.size());
+  CHECK(testenv::count_occurrences(testenv::read_file(w.venvs + "/events.log"), " build ") ==
+        static_cast<int>(sets.size()));
+}
