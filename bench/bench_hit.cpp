@@ -34,10 +34,12 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "config.hpp"
 #include "fake_host.hpp"
+#include "service.hpp"
 #include "test_env.hpp"
 #include "venv_plugin.hpp"
 
@@ -79,6 +81,7 @@ struct World {
   // The shipped, commented plugin.yaml with the same three settings: what an
   // operator's file looks like (clsi-runner parses it for every compile).
   std::string full_config;
+  [[nodiscard]] std::string socket() const { return root + "/service.sock"; }
 
   explicit World(const std::string& dir) {
     if (dir.empty()) {
@@ -97,8 +100,9 @@ struct World {
     testenv::make_index(index, kPackages);
     ::mkdir(project.c_str(), 0755);
     testenv::write_file(project + "/requirements.txt", kRequirements);
-    testenv::write_plugin_yaml(config, {"enabled: true", "venvs_dir: " + venvs,
-                                        "index_url: file://" + index + "/simple/"});
+    testenv::write_plugin_yaml(
+        config, {"enabled: true", "venvs_dir: " + venvs, "index_url: file://" + index + "/simple/",
+                 "service:", "  socket: " + socket()});
     std::string full = testenv::read_file(CLSI_SOURCE_DIR "/plugin.yaml");
     auto set = [&](const std::string& key, const std::string& value) {
       auto at = full.find("\n  " + key + ": ");
@@ -109,11 +113,32 @@ struct World {
     set("enabled", "true");
     set("venvs_dir", venvs);
     set("index_url", "file://" + index + "/simple/");
+    if (auto at = full.find("\n    socket: "); at != std::string::npos)
+      full.replace(at, full.find('\n', at + 1) - at, "\n    socket: " + socket());
     testenv::write_file(full_config, full);
   }
 };
 
 World* g_world = nullptr;
+
+// The world's build service, in this process: the first compile asks it to
+// build; hits never talk to it but for the use message after the render.
+struct Service {
+  std::optional<clsi::venv::BuildService> service;
+  std::thread thread;
+  explicit Service(const World& w) {
+    auto config = clsi::venv::load_config(
+        w.config.c_str(), [](const char*) { return static_cast<const char*>(nullptr); });
+    if (!config) die(config.error());
+    service.emplace(*config, clsi::venv::default_process_runner(), [](std::string_view) {});
+    if (auto s = service->start(); !s) die(s.error());
+    thread = std::thread([this] { service->run(); });
+  }
+  ~Service() {
+    service->request_stop();
+    thread.join();
+  }
+};
 
 // One compile through the ABI; the FakeCompile is reused, its records cleared.
 void hit(testenv::FakeHost& host, testenv::FakeCompile& c) {
@@ -131,8 +156,8 @@ void init_compile(testenv::FakeCompile& c) {
   c.time_left_ms = 240000;
 }
 
-// The first compile builds the venv (in clsi-venvs, in the background; the
-// hook waits for it). Everything after it is a hit.
+// The first compile builds the venv (in the build service; the hook waits
+// for it). Everything after it is a hit.
 void build_once() {
   testenv::FakeHost host(CLSI_PLUGIN_PATH);
   std::string why;
@@ -370,6 +395,7 @@ int main(int argc, char** argv) {
   }
   World world(world_dir);
   g_world = &world;
+  Service service(world);
   if (profile_spec == "first" || profile_spec == "first-off")
     return first_hit_in_a_new_process(profile_spec == "first");
   build_once();
