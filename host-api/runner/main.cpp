@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "clsi/child_process.hpp"
+#include "clsi/errno_text.hpp"
 #include "clsi/plugin_loader.hpp"
 #include "clsi/unique_fd.hpp"
 
@@ -157,7 +158,7 @@ std::optional<CommandUser> resolve_user(const std::string& who, std::string& why
     buf.resize(buf.size() * 2);
   }
   if (err != 0) {
-    why = "--run-as " + who + ": cannot read the user database: " + std::strerror(err);
+    why = "--run-as " + who + ": cannot read the user database: " + clsi::errno_text(err);
     return std::nullopt;
   }
   if (!found) {
@@ -386,7 +387,8 @@ int main(int argc, char** argv) {
   }
   char real[PATH_MAX];
   if (::realpath(opt.compile_dir.c_str(), real) == nullptr) {
-    std::fprintf(stderr, "clsi-runner: %s: %s\n", opt.compile_dir.c_str(), std::strerror(errno));
+    std::fprintf(stderr, "clsi-runner: %s: %s\n", opt.compile_dir.c_str(),
+                 clsi::errno_text(errno).c_str());
     return kStatusRunnerError;
   }
   std::string compile_dir = real;
@@ -395,7 +397,7 @@ int main(int argc, char** argv) {
       log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0644));
   if (!log_fd) {
     std::fprintf(stderr, "clsi-runner: cannot write %s: %s\n", log_path.c_str(),
-                 std::strerror(errno));
+                 clsi::errno_text(errno).c_str());
     return kStatusRunnerError;
   }
   OutputLog log(std::move(log_fd));
@@ -492,7 +494,7 @@ int main(int argc, char** argv) {
       if (fds[0].revents & POLLIN) break;
       if (int sig = pending_signal(); sig != 0) {
         hook.detach();
-        abandon(i, 128 + sig, std::string("the compile was stopped by ") + strsignal(sig));
+        abandon(i, 128 + sig, std::string("the compile was stopped by ") + ::sigdescr_np(sig));
       }
     }
     hook.join();
@@ -565,7 +567,7 @@ int main(int argc, char** argv) {
                  " s; its processes were stopped");
         result.exit_status = kStatusTimedOut;
       } else if (stop_signal) {
-        log.line(std::string("the compile was stopped by ") + strsignal(stop_signal));
+        log.line(std::string("the compile was stopped by ") + ::sigdescr_np(stop_signal));
         result.exit_status = 128 + stop_signal;
       }
     }

@@ -21,6 +21,7 @@
 #include <cerrno>
 #include <cstring>
 #include <thread>
+#include "clsi/errno_text.hpp"
 
 namespace bp = boost::process::v2;
 
@@ -42,7 +43,7 @@ class IsolationCategory final : public std::error_category {
   explicit IsolationCategory(Step step) : step_(step) {}
   [[nodiscard]] const char* name() const noexcept override { return "clsi-isolation"; }
   [[nodiscard]] std::string message(int ev) const override {
-    std::string cause = std::strerror(ev);
+    std::string cause = clsi::errno_text(ev);
     bool eperm = ev == EPERM;
     switch (step_) {
       case Step::kUnshareNet:

@@ -14,6 +14,7 @@
 #include <set>
 #include <utility>
 
+#include "clsi/errno_text.hpp"
 #include "clsi/unique_fd.hpp"
 
 namespace clsi::venv {
@@ -26,10 +27,6 @@ constexpr std::size_t kMaxDepth = 128;
 constexpr int kMaxHops = 40;
 // The venv's own files are a few KB; larger ones are compared by metadata only.
 constexpr off_t kMaxOwnFileBytes = 1024 * 1024;
-
-std::string errno_text(int err) {
-  return std::strerror(err);
-}
 
 // Names and paths come from wheels: keep control characters (a newline
 // would forge a line of output.log) and unbounded lengths out of messages.
@@ -96,7 +93,7 @@ clsi::UniqueFd open_dir_at(int dirfd, const char* name) {
 // them a symlink.
 Expected<clsi::UniqueFd> open_beneath(int root, const std::string& rel) {
   clsi::UniqueFd cur(::dup(root));
-  if (!cur) return Error{"cannot open the venv: " + errno_text(errno)};
+  if (!cur) return Error{"cannot open the venv: " + clsi::errno_text(errno)};
   for (const auto& c : split_path(rel)) {
     if (c == "." || c == "..") return Error{"'" + printable(rel) + "' is not a plain path"};
     clsi::UniqueFd next = open_dir_at(cur.get(), c.c_str());
@@ -105,7 +102,7 @@ Expected<clsi::UniqueFd> open_beneath(int root, const std::string& rel) {
       if (err == ELOOP || err == ENOTDIR) {
         return Error{printable(rel) + " is not a directory (or is a symbolic link)"};
       }
-      return Error{"cannot open " + printable(rel) + ": " + errno_text(err)};
+      return Error{"cannot open " + printable(rel) + ": " + clsi::errno_text(err)};
     }
     cur = std::move(next);
   }
@@ -114,7 +111,7 @@ Expected<clsi::UniqueFd> open_beneath(int root, const std::string& rel) {
 
 Expected<clsi::UniqueFd> open_venv(const std::string& venv) {
   clsi::UniqueFd fd(::open(venv.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-  if (!fd) return Error{"cannot open the venv " + venv + ": " + errno_text(errno)};
+  if (!fd) return Error{"cannot open the venv " + venv + ": " + clsi::errno_text(errno)};
   return fd;
 }
 
@@ -153,7 +150,7 @@ Expected<bool> walk_tree(int root_fd, const Visitor& visit) {
     }
   } stack;
   DIR* top = open_listing(root_fd);
-  if (top == nullptr) return Error{"cannot list the directory: " + errno_text(errno)};
+  if (top == nullptr) return Error{"cannot list the directory: " + clsi::errno_text(errno)};
   stack.frames.push_back({top, ""});
   while (!stack.frames.empty()) {
     DIR* dir = stack.frames.back().dir;
@@ -162,7 +159,7 @@ Expected<bool> walk_tree(int root_fd, const Visitor& visit) {
     if (e == nullptr) {
       if (errno != 0) {
         return Error{"cannot list " + printable(stack.frames.back().rel) + ": " +
-                     errno_text(errno)};
+                     clsi::errno_text(errno)};
       }
       ::closedir(dir);
       stack.frames.pop_back();
@@ -175,7 +172,7 @@ Expected<bool> walk_tree(int root_fd, const Visitor& visit) {
     struct stat st {};
     if (::fstatat(::dirfd(dir), name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
       if (errno == ENOENT) continue;
-      return Error{"cannot read " + printable(rel) + ": " + errno_text(errno)};
+      return Error{"cannot read " + printable(rel) + ": " + clsi::errno_text(errno)};
     }
     if (!visit(rel, st, ::dirfd(dir), name)) return false;
     if (!S_ISDIR(st.st_mode)) continue;
@@ -187,10 +184,11 @@ Expected<bool> walk_tree(int root_fd, const Visitor& visit) {
     if (!sub) {
       // Gone or swapped for a link since fstatat: not ours to follow.
       if (errno == ENOENT || errno == ENOTDIR || errno == ELOOP) continue;
-      return Error{"cannot open " + printable(rel) + ": " + errno_text(errno)};
+      return Error{"cannot open " + printable(rel) + ": " + clsi::errno_text(errno)};
     }
     DIR* d = ::fdopendir(sub.get());
-    if (d == nullptr) return Error{"cannot list " + printable(rel) + ": " + errno_text(errno)};
+    if (d == nullptr)
+      return Error{"cannot list " + printable(rel) + ": " + clsi::errno_text(errno)};
     sub.release();
     stack.frames.push_back({d, std::move(rel)});
   }
@@ -200,7 +198,7 @@ Expected<bool> walk_tree(int root_fd, const Visitor& visit) {
 Expected<std::string> read_link_at(int parent, const char* name) {
   std::array<char, 4096> buf{};
   ssize_t n = ::readlinkat(parent, name, buf.data(), buf.size());
-  if (n < 0) return Error{errno_text(errno)};
+  if (n < 0) return Error{clsi::errno_text(errno)};
   return std::string(buf.data(), static_cast<std::size_t>(n));
 }
 
@@ -225,12 +223,12 @@ std::string complete_state(EntryState& s, const std::string& rel, int parent, co
   } else if (s.type == S_IFREG && is_venv_own_file(rel) && s.size <= kMaxOwnFileBytes) {
     clsi::UniqueFd fd(
         ::openat(parent, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY));
-    if (!fd) return "cannot open " + printable(rel) + ": " + errno_text(errno);
+    if (!fd) return "cannot open " + printable(rel) + ": " + clsi::errno_text(errno);
     std::array<char, 8192> chunk{};
     for (;;) {
       ssize_t n = ::read(fd.get(), chunk.data(), chunk.size());
       if (n < 0 && errno == EINTR) continue;
-      if (n < 0) return "cannot read " + printable(rel) + ": " + errno_text(errno);
+      if (n < 0) return "cannot read " + printable(rel) + ": " + clsi::errno_text(errno);
       if (n == 0) break;
       s.content.append(chunk.data(), static_cast<std::size_t>(n));
       if (static_cast<off_t>(s.content.size()) > kMaxOwnFileBytes)
@@ -322,7 +320,7 @@ Expected<std::string> read_header_block(int dirfd, const char* name, std::size_t
     int err = errno;
     if (err == ENOENT) return Error{std::string("no ") + name + " file"};
     if (err == ELOOP) return Error{std::string(name) + " is a symbolic link"};
-    return Error{std::string("cannot open ") + name + ": " + errno_text(err)};
+    return Error{std::string("cannot open ") + name + ": " + clsi::errno_text(err)};
   }
   struct stat st {};
   if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) {
@@ -338,7 +336,7 @@ Expected<std::string> read_header_block(int dirfd, const char* name, std::size_t
   for (;;) {
     ssize_t n = ::read(fd.get(), chunk.data(), chunk.size());
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return Error{std::string("cannot read ") + name + ": " + errno_text(errno)};
+    if (n < 0) return Error{std::string("cannot read ") + name + ": " + clsi::errno_text(errno)};
     if (n == 0) break;
     buf.append(chunk.data(), static_cast<std::size_t>(n));
     for (auto nl = buf.find('\n', scanned); nl != std::string::npos; nl = buf.find('\n', scanned)) {
@@ -384,7 +382,7 @@ Expected<bool> for_each_record_path(int fd, std::size_t max_bytes,
   for (;;) {
     ssize_t n = ::read(fd, chunk.data(), chunk.size());
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return Error{"cannot read RECORD: " + errno_text(errno)};
+    if (n < 0) return Error{"cannot read RECORD: " + clsi::errno_text(errno)};
     if (n == 0) break;
     total += static_cast<std::size_t>(n);
     if (total > max_bytes) {
@@ -552,7 +550,7 @@ Expected<std::string> find_site_packages(const std::string& venv,
   auto lib = open_beneath(root->get(), "lib");
   if (!lib) return Error{"the venv has no lib/ directory: " + lib.error()};
   DIR* d = open_listing(lib->get());
-  if (d == nullptr) return Error{"cannot list the venv's lib/: " + errno_text(errno)};
+  if (d == nullptr) return Error{"cannot list the venv's lib/: " + clsi::errno_text(errno)};
   std::vector<std::string> found;
   while (dirent* e = ::readdir(d)) {
     std::string name = e->d_name;
@@ -591,7 +589,7 @@ Expected<std::vector<Distribution>> read_distributions(const std::string& venv,
   std::vector<std::string> names;
   {
     DIR* d = open_listing(sp->get());
-    if (d == nullptr) return Error{"cannot list " + site_packages + ": " + errno_text(errno)};
+    if (d == nullptr) return Error{"cannot list " + site_packages + ": " + clsi::errno_text(errno)};
     while (dirent* e = ::readdir(d)) {
       std::string_view n = e->d_name;
       if (ends_with(n, ".dist-info") || ends_with(n, ".egg-info")) names.emplace_back(n);
@@ -606,7 +604,7 @@ Expected<std::vector<Distribution>> read_distributions(const std::string& venv,
     };
     struct stat st {};
     if (::fstatat(sp->get(), dir.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
-      return bad(errno_text(errno));
+      return bad(clsi::errno_text(errno));
     }
     if (S_ISLNK(st.st_mode)) return bad("it is a symbolic link");
     Expected<std::string> headers = Error{""};
@@ -619,7 +617,7 @@ Expected<std::vector<Distribution>> read_distributions(const std::string& venv,
       return bad("it is not a directory");
     } else {
       clsi::UniqueFd dfd = open_dir_at(sp->get(), dir.c_str());
-      if (!dfd) return bad("cannot open it: " + errno_text(errno));
+      if (!dfd) return bad("cannot open it: " + clsi::errno_text(errno));
       if (ends_with(dir, ".egg-info")) file = "PKG-INFO";
       headers = read_header_block(dfd.get(), file, max_header_bytes);
     }
@@ -761,7 +759,7 @@ Expected<VenvContents> inspect_venv(const std::string& venv, const VenvSnapshot&
       return Error{"cannot read the installed distribution " + printable(d.dir) + ": " + what};
     };
     clsi::UniqueFd dfd = open_dir_at(sp_fd->get(), d.dir.c_str());
-    if (!dfd) return bad("cannot open it: " + errno_text(errno));
+    if (!dfd) return bad("cannot open it: " + clsi::errno_text(errno));
     clsi::UniqueFd rec(
         ::openat(dfd.get(), "RECORD", O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY));
     if (!rec) {

@@ -9,6 +9,7 @@
 #include <ctime>
 #include <sstream>
 
+#include "clsi/errno_text.hpp"
 #include "dist_info.hpp"
 #include "isolation.hpp"
 #include "key.hpp"
@@ -120,7 +121,7 @@ BuildResult Installer::build(const BuildRequest& req, const LineSink& log) const
   // added the venv's interpreter, activation scripts or pyvenv.cfg.
   struct stat made {};
   if (::stat((venv + "/bin/python3").c_str(), &made) != 0)
-    return fail_service("the new venv has no bin/python3: " + std::string(std::strerror(errno)));
+    return fail_service("the new venv has no bin/python3: " + std::string(clsi::errno_text(errno)));
   auto created = snapshot_venv(venv);
   if (!created) return fail_service(created.error());
 

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <utility>
 
+#include "clsi/errno_text.hpp"
 #include "clsi/unique_fd.hpp"
 
 namespace clsi::venv {
@@ -17,13 +18,13 @@ Expected<PrivateWorkdir> PrivateWorkdir::create(const std::string& parent,
                                                 const std::string& prefix) {
   std::string tmpl = parent + "/" + prefix + "-XXXXXX";
   if (::mkdtemp(tmpl.data()) == nullptr) {
-    return Error{"cannot create a private directory in " + parent + ": " + std::strerror(errno)};
+    return Error{"cannot create a private directory in " + parent + ": " + clsi::errno_text(errno)};
   }
   PrivateWorkdir w;
   w.root_ = tmpl;
   for (const char* sub : {"/home", "/tmp", "/cwd"}) {
     if (::mkdir((w.root_ + sub).c_str(), 0700) != 0) {
-      return Error{"cannot create " + w.root_ + sub + ": " + std::strerror(errno)};
+      return Error{"cannot create " + w.root_ + sub + ": " + clsi::errno_text(errno)};
     }
   }
   return w;
@@ -58,11 +59,11 @@ Expected<bool> write_file_atomically(const std::string& path, const std::string&
   std::string dir = slash == std::string::npos ? "." : path.substr(0, slash);
   std::string tmp = path + ".tmp-XXXXXX";
   UniqueFd fd(::mkostemp(tmp.data(), O_CLOEXEC));
-  if (!fd) return Error{"cannot create " + tmp + ": " + std::strerror(errno)};
+  if (!fd) return Error{"cannot create " + tmp + ": " + clsi::errno_text(errno)};
   auto fail = [&](const char* what) {
     int err = errno;
     ::unlink(tmp.c_str());
-    return Error{std::string("cannot ") + what + " " + path + ": " + std::strerror(err)};
+    return Error{std::string("cannot ") + what + " " + path + ": " + clsi::errno_text(err)};
   };
   std::size_t off = 0;
   while (off < content.size()) {

@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cstring>
 #include <thread>
+#include "clsi/errno_text.hpp"
 
 namespace clsi::venv {
 namespace {
@@ -28,7 +29,7 @@ bool set_lock(int fd, short type) {
 Expected<KeyLock> KeyLock::open(const std::string& path, bool create) {
   int flags = O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | (create ? O_CREAT : 0);
   UniqueFd fd(::open(path.c_str(), flags, 0644));
-  if (!fd) return Error{"cannot open the lock file " + path + ": " + std::strerror(errno)};
+  if (!fd) return Error{"cannot open the lock file " + path + ": " + clsi::errno_text(errno)};
   KeyLock l;
   l.fd_ = std::move(fd);
   return l;
@@ -36,7 +37,7 @@ Expected<KeyLock> KeyLock::open(const std::string& path, bool create) {
 
 Expected<KeyLock> KeyLock::open_for_lease(const std::string& path) {
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK));
-  if (!fd) return Error{"cannot open the lock file " + path + ": " + std::strerror(errno)};
+  if (!fd) return Error{"cannot open the lock file " + path + ": " + clsi::errno_text(errno)};
   KeyLock l;
   l.fd_ = std::move(fd);
   return l;

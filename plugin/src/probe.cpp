@@ -12,6 +12,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "clsi/errno_text.hpp"
 #include "isolation.hpp"
 #include "key.hpp"
 
@@ -50,7 +51,7 @@ std::string InterpreterIdentity::fingerprint() const {
 Expected<InterpreterIdentity> identify_interpreter(const std::string& path) {
   char real[PATH_MAX];
   if (::realpath(path.c_str(), real) == nullptr) {
-    return Error{"the base interpreter " + path + " is not usable: " + std::strerror(errno)};
+    return Error{"the base interpreter " + path + " is not usable: " + clsi::errno_text(errno)};
   }
   struct stat st {};
   if (::stat(real, &st) != 0 || !S_ISREG(st.st_mode) || ::access(real, X_OK) != 0) {

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <nlohmann/json.hpp>
 #include <thread>
+#include "clsi/errno_text.hpp"
 
 namespace clsi::venv::protocol {
 namespace {
@@ -201,7 +202,7 @@ Expected<LineChannel> connect(const std::string& socket_path, Clock::time_point 
   auto pause = std::chrono::milliseconds(5);
   for (;;) {
     fd.reset(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-    if (!fd) return Error{std::string("cannot create a socket: ") + std::strerror(errno)};
+    if (!fd) return Error{std::string("cannot create a socket: ") + clsi::errno_text(errno)};
     rc = ::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr);
     if (rc == 0 || errno != EAGAIN) break;
     // EAGAIN: the service's backlog is full. This socket will never connect;
@@ -213,7 +214,7 @@ Expected<LineChannel> connect(const std::string& socket_path, Clock::time_point 
   }
   if (rc != 0) {
     if (errno != EINPROGRESS)
-      return Error{"cannot connect to " + socket_path + ": " + std::strerror(errno)};
+      return Error{"cannot connect to " + socket_path + ": " + clsi::errno_text(errno)};
     pollfd p{fd.get(), POLLOUT, 0};
     while (::poll(&p, 1, ms_until(deadline)) == 0) {
       if (Clock::now() >= deadline) return Error{"connecting to " + socket_path + " timed out"};
@@ -221,7 +222,7 @@ Expected<LineChannel> connect(const std::string& socket_path, Clock::time_point 
     int err = 0;
     socklen_t len = sizeof err;
     ::getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &err, &len);
-    if (err != 0) return Error{"cannot connect to " + socket_path + ": " + std::strerror(err)};
+    if (err != 0) return Error{"cannot connect to " + socket_path + ": " + clsi::errno_text(err)};
   }
   return LineChannel(std::move(fd));
 }

@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "clsi/errno_text.hpp"
 #include "clsi/unique_fd.hpp"
 
 namespace clsi::venv {
@@ -28,13 +29,14 @@ Expected<std::optional<RequirementsFile>> read_requirements_file(
     const std::string& compile_dir, const std::vector<std::string>& names, std::int64_t max_bytes) {
   UniqueFd dir(::open(compile_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!dir) {
-    return Error{"cannot open the compile directory " + compile_dir + ": " + std::strerror(errno)};
+    return Error{"cannot open the compile directory " + compile_dir + ": " +
+                 clsi::errno_text(errno)};
   }
   for (const auto& name : names) {
     struct stat st {};
     if (::fstatat(dir.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
       if (errno == ENOENT) continue;
-      return Error{"./" + name + ": cannot read: " + std::strerror(errno)};
+      return Error{"./" + name + ": cannot read: " + clsi::errno_text(errno)};
     }
     auto refuse = [&](const std::string& what) -> Expected<std::optional<RequirementsFile>> {
       return Error{"./" + name + ": refused: " + what +
@@ -46,7 +48,7 @@ Expected<std::optional<RequirementsFile>> read_requirements_file(
                          O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC));
     if (!fd) {
       if (errno == ELOOP) return refuse("it is a symbolic link");
-      return Error{"./" + name + ": cannot read: " + std::strerror(errno)};
+      return Error{"./" + name + ": cannot read: " + clsi::errno_text(errno)};
     }
     if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) {
       return refuse(std::string("it is ") + kind_of(st.st_mode));
@@ -67,7 +69,7 @@ Expected<std::optional<RequirementsFile>> read_requirements_file(
       auto want = static_cast<std::size_t>(std::min<std::uint64_t>(sizeof buf, limit - got));
       ssize_t n = ::read(fd.get(), buf, want);
       if (n < 0 && errno == EINTR) continue;
-      if (n < 0) return Error{"./" + name + ": cannot read: " + std::strerror(errno)};
+      if (n < 0) return Error{"./" + name + ": cannot read: " + clsi::errno_text(errno)};
       if (n == 0) break;
       file.text.append(buf, static_cast<std::size_t>(n));
       got += static_cast<std::uint64_t>(n);

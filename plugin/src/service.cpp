@@ -15,6 +15,7 @@
 #include <filesystem>
 
 #include "builder.hpp"
+#include "clsi/errno_text.hpp"
 #include "eviction.hpp"
 #include "key.hpp"
 #include "lock.hpp"
@@ -108,7 +109,7 @@ Expected<bool> BuildService::start() {
   struct flock fl {};
   fl.l_type = F_WRLCK;
   fl.l_whence = SEEK_SET;
-  if (!store_lock_) return Error{"cannot open " + lock_path + ": " + std::strerror(errno)};
+  if (!store_lock_) return Error{"cannot open " + lock_path + ": " + clsi::errno_text(errno)};
   if (::fcntl(store_lock_.get(), F_OFD_SETLK, &fl) != 0)
     return Error{"another build service already serves the store " + store_.root()};
   if (auto l = restrict_leases(); !l) return l;
@@ -124,7 +125,7 @@ Expected<bool> BuildService::start() {
   }
   // pip's cache is the service's alone: nobody else reads or plants entries.
   if (::chmod(store_.pip_cache_dir().c_str(), 0700) != 0)
-    return Error{"cannot make " + store_.pip_cache_dir() + " private: " + std::strerror(errno)};
+    return Error{"cannot make " + store_.pip_cache_dir() + " private: " + clsi::errno_text(errno)};
 
   const std::string& path = config_.service.socket;
   sockaddr_un addr{};
@@ -135,7 +136,7 @@ Expected<bool> BuildService::start() {
   if (auto slash = path.rfind('/'); slash != std::string::npos && slash > 0) {
     std::string parent = path.substr(0, slash);
     if (::mkdir(parent.c_str(), 0755) != 0 && errno != EEXIST)
-      return Error{"cannot create " + parent + " for service.socket: " + std::strerror(errno)};
+      return Error{"cannot create " + parent + " for service.socket: " + clsi::errno_text(errno)};
   }
   // A socket left by a service that died is replaced; a live one is not.
   if (::lstat(path.c_str(), &st) == 0) {
@@ -145,16 +146,16 @@ Expected<bool> BuildService::start() {
     ::unlink(path.c_str());
   }
   listener_.reset(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-  if (!listener_) return Error{std::string("cannot create a socket: ") + std::strerror(errno)};
+  if (!listener_) return Error{std::string("cannot create a socket: ") + clsi::errno_text(errno)};
   if (::bind(listener_.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
-    return Error{"cannot listen on " + path + ": " + std::strerror(errno)};
+    return Error{"cannot listen on " + path + ": " + clsi::errno_text(errno)};
   // Anyone may connect; who may ask is decided per peer (SO_PEERCRED), so a
   // refused peer is told why instead of seeing EACCES.
   ::chmod(path.c_str(), 0666);
   if (::listen(listener_.get(), 128) != 0)
-    return Error{"cannot listen on " + path + ": " + std::strerror(errno)};
+    return Error{"cannot listen on " + path + ": " + clsi::errno_text(errno)};
   wake_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-  if (!wake_) return Error{std::string("eventfd: ") + std::strerror(errno)};
+  if (!wake_) return Error{std::string("eventfd: ") + clsi::errno_text(errno)};
 
   for (int i = 0; i < config_.service.max_parallel_builds; ++i)
     workers_.emplace_back([this] { worker(); });
@@ -181,7 +182,7 @@ Expected<bool> BuildService::restrict_leases() const {
         ::chmod(path.c_str(), mode) != 0) {
       return Error{
           "cannot give " + path + " to group " + std::to_string(gid) +
-          " (service.lease_gid; the service's user must be a member): " + std::strerror(errno)};
+          " (service.lease_gid; the service's user must be a member): " + clsi::errno_text(errno)};
     }
     return true;
   };
@@ -525,7 +526,7 @@ Event BuildService::build(Job& job) {
                 static_cast<gid_t>(config_.service.lease_gid)) != 0 ||
        ::fchmod(lock->fd(), 0640) != 0)) {
     return fail(Cause::kService, "cannot give the lock file of " + id +
-                                     " to service.lease_gid: " + std::strerror(errno));
+                                     " to service.lease_gid: " + clsi::errno_text(errno));
   }
   // Renders of a venv being replaced hold shared leases: wait for them a
   // while (they end with their compiles), not for ever, so that a lease held

@@ -14,6 +14,7 @@
 #include <set>
 #include <sstream>
 
+#include "clsi/errno_text.hpp"
 #include "clsi/unique_fd.hpp"
 #include "isolation.hpp"
 
@@ -44,7 +45,7 @@ Expected<bool> Store::ensure_layout() const {
        {root_, envs_dir(), root_ + "/locks", probes_dir(), tmp_dir(), trash_dir(), failures_dir(),
         logs_dir(), keys_dir(), root_ + "/cache", pip_cache_dir()}) {
     if (::mkdir(d.c_str(), 0755) != 0 && errno != EEXIST) {
-      return Error{"cannot create the venv store directory " + d + ": " + std::strerror(errno)};
+      return Error{"cannot create the venv store directory " + d + ": " + clsi::errno_text(errno)};
     }
   }
   return true;
@@ -62,13 +63,13 @@ Expected<bool> Store::remove_env(const std::string& key) const {
   if (::lstat(dir.c_str(), &st) != 0) return true;
   std::string dest = trash_dir() + "/" + key + "-XXXXXX";
   if (::mkdtemp(dest.data()) == nullptr) {
-    return Error{"cannot move " + dir + " out of the way: " + std::strerror(errno)};
+    return Error{"cannot move " + dir + " out of the way: " + clsi::errno_text(errno)};
   }
   std::string target = dest + "/env";
   if (::rename(dir.c_str(), target.c_str()) != 0) {
     int err = errno;
     ::rmdir(dest.c_str());
-    return Error{"cannot move " + dir + " out of the way: " + std::strerror(err)};
+    return Error{"cannot move " + dir + " out of the way: " + clsi::errno_text(err)};
   }
   std::error_code ec;
   fs::remove_all(dest, ec);

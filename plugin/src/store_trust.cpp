@@ -10,6 +10,7 @@
 #include <memory>
 #include <vector>
 
+#include "clsi/errno_text.hpp"
 #include "clsi/unique_fd.hpp"
 
 namespace clsi::venv {
@@ -40,7 +41,7 @@ bool owned_and_private(const struct stat& st, uid_t owner) {
 Expected<uid_t> store_owner(const std::string& root) {
   struct stat st {};
   if (::lstat(root.c_str(), &st) != 0)
-    return Error{"the venv store " + root + " does not exist: " + std::strerror(errno)};
+    return Error{"the venv store " + root + " does not exist: " + clsi::errno_text(errno)};
   if (!S_ISDIR(st.st_mode)) return Error{"the venv store " + root + " is not a directory"};
   if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0)
     return Error{"the venv store " + root + " is writable by users other than its owner"};
@@ -50,7 +51,7 @@ Expected<uid_t> store_owner(const std::string& root) {
 Expected<std::string> read_trusted_file(const std::string& path, uid_t owner,
                                         std::size_t max_bytes) {
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY));
-  if (!fd) return Error{"cannot open " + path + ": " + std::strerror(errno)};
+  if (!fd) return Error{"cannot open " + path + ": " + clsi::errno_text(errno)};
   struct stat st {};
   if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode))
     return Error{path + " is not a regular file"};
@@ -62,7 +63,7 @@ Expected<std::string> read_trusted_file(const std::string& path, uid_t owner,
   for (;;) {
     ssize_t n = ::read(fd.get(), buf, sizeof buf);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return Error{"cannot read " + path + ": " + std::strerror(errno)};
+    if (n < 0) return Error{"cannot read " + path + ": " + clsi::errno_text(errno)};
     if (n == 0) break;
     text.append(buf, static_cast<std::size_t>(n));
     if (text.size() > max_bytes) return Error{path + " is too large"};
@@ -79,13 +80,13 @@ Expected<bool> check_store_ownership(const Store& store, uid_t me) {
   for (const auto& d : dirs) {
     if (::lstat(d.c_str(), &st) != 0) {
       if (errno == ENOENT) continue;  // created by the service with the right owner
-      return Error{"cannot inspect " + d + ": " + std::strerror(errno)};
+      return Error{"cannot inspect " + d + ": " + clsi::errno_text(errno)};
     }
     if (!S_ISDIR(st.st_mode)) return Error{d + " is not a directory"};
     if (!owned_and_private(st, me)) return Error{describe(d, st, me)};
     if (d == store.root()) continue;
     std::unique_ptr<DIR, int (*)(DIR*)> dir(::opendir(d.c_str()), &::closedir);
-    if (!dir) return Error{"cannot list " + d + ": " + std::strerror(errno)};
+    if (!dir) return Error{"cannot list " + d + ": " + clsi::errno_text(errno)};
     while (auto* e = ::readdir(dir.get())) {
       std::string name = e->d_name;
       if (name == "." || name == "..") continue;

@@ -357,6 +357,14 @@ TEST_CASE("plugin: an exception at any step of pre-compile falls back", "[plugin
 // Node host runs them: every compile gets its own key's venv, each key is
 // built once, and nothing of one compile leaks into another.
 TEST_CASE("plugin: many compiles of one instance at once, on threads", "[plugin][concurrency]") {
+#if defined(__SANITIZE_ADDRESS__)
+  // GCC 12's AddressSanitizer is not fork-safe: a child forked (for pip) while
+  // another of the many threads here holds its allocator's lock deadlocks
+  // before exec. glibc's malloc is; this test runs in the normal and the
+  // ThreadSanitizer passes.
+  WARN("skipped under AddressSanitizer (fork from a busy multithreaded process)");
+  return;
+#endif
   PluginWorld w;
   testenv::make_index(w.tmp / "idx", R"([
     {"name": "gamma", "version": "0.3", "files": {"gamma/__init__.py": "X = 1\n"}},
