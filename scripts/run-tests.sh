@@ -34,7 +34,7 @@ if [ "${CLSI_SKIP_TSAN:-0}" != 1 ]; then
   # drives both (an in-process service, many compiles of one instance).
   echo "== build with ThreadSanitizer (build-tsan/)"
   cmake -S . -B build-tsan -DCLSI_BUILD_TESTS=ON -DCLSI_TSAN=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
-  cmake --build build-tsan -j"$jobs" --target clsi_unit_tests
+  cmake --build build-tsan -j"$jobs" --target clsi_unit_tests requirements_fuzz_smoke
   echo "== unit tests under ThreadSanitizer (build-tsan/)"
   (cd build-tsan && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
     ctest -j"$jobs" -L unit --output-on-failure)
