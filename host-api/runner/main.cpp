@@ -524,6 +524,9 @@ int main(int argc, char** argv) {
     so.env = command_environment(compile, env_overrides);
     so.cwd = compile_dir;
     so.output_fd = log.fd();  // opened here, so the user need not be able to write it
+    // The whole tree of the command dies with this process, whatever kills
+    // it, and the plugins' leases (shared locks) are held until it has.
+    so.contain_tree = true;
     so.isolate_network = opt.no_network;
     if (command_user) {
       so.run_as = command_user->ids;

@@ -1,5 +1,6 @@
 #include "clsi/child_process.hpp"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <net/if.h>
@@ -13,6 +14,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/asio/io_context.hpp>
 #include <boost/process/v2/posix/default_launcher.hpp>
 #include <boost/process/v2/process.hpp>
@@ -92,6 +94,72 @@ struct IsolationReport {
   int err;
 };
 
+// A fresh network namespace has lo, down; without it even 127.0.0.1 fails.
+bool loopback_up() {
+  int s = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (s < 0) return false;
+  ifreq ifr{};
+  std::memcpy(ifr.ifr_name, "lo", 3);
+  bool ok = ::ioctl(s, SIOCGIFFLAGS, &ifr) == 0;
+  if (ok) {
+    ifr.ifr_flags = static_cast<short>(ifr.ifr_flags | IFF_UP);
+    ok = ::ioctl(s, SIOCSIFFLAGS, &ifr) == 0;
+  }
+  int err = errno;
+  ::close(s);
+  errno = err;
+  return ok;
+}
+
+// Real, effective and saved ids are the user's, and root's cannot come back.
+bool dropped_for_good(const RunAs& run_as) {
+  uid_t ru, eu, su;
+  gid_t rg, eg, sg;
+  if (::getresuid(&ru, &eu, &su) != 0 || ::getresgid(&rg, &eg, &sg) != 0) return false;
+  if (ru != run_as.uid || eu != run_as.uid || su != run_as.uid) return false;
+  if (rg != run_as.gid || eg != run_as.gid || sg != run_as.gid) return false;
+  if (run_as.uid != 0 && ::setuid(0) == 0) return false;
+  if (run_as.uid != 0 && run_as.gid != 0 && ::setgid(0) == 0) return false;
+  return true;
+}
+
+// Everything the program's own process does before exec, in a forked child:
+// only async-signal-safe calls. Returns 0, or the Step that failed (errno set).
+int prepare_program(const std::vector<int>& inherit, bool isolate_network, const RunAs* run_as,
+                    bool die_with_parent, pid_t parent) {
+  sigset_t none;
+  sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  // Ignored signals stay ignored across exec: the program starts with every
+  // disposition at its default, whatever the host or a supervisor ignores.
+  for (int sig = 1; sig < NSIG; ++sig)
+    if (sig != SIGKILL && sig != SIGSTOP) ::signal(sig, SIG_DFL);
+  for (int fd : inherit)
+    ::fcntl(fd, F_SETFD, 0);
+  // The namespace first: creating it needs the privileges dropped below.
+  if (isolate_network) {
+    if (::unshare(CLONE_NEWNET) != 0) return static_cast<int>(Step::kUnshareNet);
+    if (!loopback_up()) return static_cast<int>(Step::kLoopbackUp);
+  }
+  if (run_as) {
+    // Groups before ids: once the uid is dropped, groups can no longer change.
+    if (::setgroups(run_as->groups.size(), run_as->groups.data()) != 0)
+      return static_cast<int>(Step::kSetgroups);
+    if (::setgid(run_as->gid) != 0) return static_cast<int>(Step::kSetgid);
+    if (::setuid(run_as->uid) != 0) return static_cast<int>(Step::kSetuid);
+    if (!dropped_for_good(*run_as)) {
+      errno = EPERM;
+      return static_cast<int>(Step::kVerify);
+    }
+  }
+  // After the credential change, which clears the parent-death signal.
+  if (die_with_parent) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) ::_exit(127);  // parent died before prctl
+  }
+  return 0;
+}
+
 // Runs in the forked child, before exec: only async-signal-safe calls.
 struct GroupLeaderInit {
   bool die_with_parent;
@@ -120,75 +188,222 @@ struct GroupLeaderInit {
     } else if (::setpgid(0, 0) != 0) {
       return {errno, bp::system_category()};
     }
-    sigset_t none;
-    sigemptyset(&none);
-    ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    for (int sig : {SIGINT, SIGTERM, SIGPIPE, SIGCHLD, SIGHUP, SIGQUIT})
-      ::signal(sig, SIG_DFL);
-    for (int fd : *inherit)
-      ::fcntl(fd, F_SETFD, 0);
-    // The namespace first: creating it needs the privileges dropped below.
-    if (isolate_network) {
-      if (::unshare(CLONE_NEWNET) != 0) return fail(Step::kUnshareNet);
-      if (!loopback_up()) return fail(Step::kLoopbackUp);
-    }
-    if (run_as) {
-      // Groups before ids: once the uid is dropped, groups can no longer change.
-      if (::setgroups(run_as->groups.size(), run_as->groups.data()) != 0)
-        return fail(Step::kSetgroups);
-      if (::setgid(run_as->gid) != 0) return fail(Step::kSetgid);
-      if (::setuid(run_as->uid) != 0) return fail(Step::kSetuid);
-      if (!dropped_for_good()) {
-        errno = EPERM;
-        return fail(Step::kVerify);
-      }
-    }
-    // After the credential change, which clears the parent-death signal.
-    if (die_with_parent && !detach) {
-      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-      if (::getppid() != parent) ::_exit(127);  // parent died before prctl
+    if (int step =
+            prepare_program(*inherit, isolate_network, run_as, die_with_parent && !detach, parent);
+        step != 0) {
+      int err = errno;
+      IsolationReport r{step, err};
+      if (report_fd >= 0) (void)!::write(report_fd, &r, sizeof r);
+      errno = err;  // Boost reports errno, not the returned code
+      return {err, bp::system_category()};
     }
     return {};
   }
-
- private:
-  bp::error_code fail(Step step) const {
-    int err = errno;
-    IsolationReport r{static_cast<int>(step), err};
-    if (report_fd >= 0) (void)!::write(report_fd, &r, sizeof r);
-    errno = err;  // Boost reports errno, not the returned code
-    return {err, bp::system_category()};
-  }
-
-  // A fresh network namespace has lo, down; without it even 127.0.0.1 fails.
-  static bool loopback_up() {
-    int s = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    if (s < 0) return false;
-    ifreq ifr{};
-    std::memcpy(ifr.ifr_name, "lo", 3);
-    bool ok = ::ioctl(s, SIOCGIFFLAGS, &ifr) == 0;
-    if (ok) {
-      ifr.ifr_flags = static_cast<short>(ifr.ifr_flags | IFF_UP);
-      ok = ::ioctl(s, SIOCSIFFLAGS, &ifr) == 0;
-    }
-    int err = errno;
-    ::close(s);
-    errno = err;
-    return ok;
-  }
-
-  // Real, effective and saved ids are the user's, and root's cannot come back.
-  [[nodiscard]] bool dropped_for_good() const {
-    uid_t ru, eu, su;
-    gid_t rg, eg, sg;
-    if (::getresuid(&ru, &eu, &su) != 0 || ::getresgid(&rg, &eg, &sg) != 0) return false;
-    if (ru != run_as->uid || eu != run_as->uid || su != run_as->uid) return false;
-    if (rg != run_as->gid || eg != run_as->gid || sg != run_as->gid) return false;
-    if (run_as->uid != 0 && ::setuid(0) == 0) return false;
-    if (run_as->uid != 0 && run_as->gid != 0 && ::setgid(0) == 0) return false;
-    return true;
-  }
 };
+
+// --- The supervisor of a contained tree (SpawnOptions::contain_tree) ---
+//
+// All of this runs in forked children of a process that may have threads:
+// only async-signal-safe calls, nothing allocated. The control socket
+// carries, from the host, one byte per signal for the program's group and,
+// from the supervisor, the program's wait status just before it exits; its
+// end of file tells the supervisor that the host is gone.
+
+// Everything both children need, prepared by the host before fork.
+struct ContainedPlan {
+  const char* exe;
+  char* const* argv;
+  char* const* envp;
+  const char* cwd;  // null: inherit
+  int devnull;
+  int out;            // the program's stdout and stderr
+  int out_pipe_read;  // the host's end of an output pipe, or -1
+  int err_write;      // IsolationReport on a failure before exec
+  int err_read;       // the host's end of it
+  int control;        // the supervisor's end of the control socket
+  int host_control;   // the host's end
+  const std::vector<int>* inherit;
+  const int* keep;  // sorted: descriptors that stay open up to exec
+  std::size_t keep_count;
+  bool isolate_network;
+  const RunAs* run_as;
+};
+
+[[noreturn]] void report_and_exit(int err_fd, int step) {
+  IsolationReport r{step, errno};
+  (void)!::write(err_fd, &r, sizeof r);
+  ::_exit(127);
+}
+
+// Closes every descriptor from 3 up except the sorted `keep`.
+void close_all_but(const int* keep, std::size_t n) {
+  unsigned lo = 3;
+  for (std::size_t i = 0; i < n; ++i) {
+    auto fd = static_cast<unsigned>(keep[i]);
+    if (fd < lo) continue;
+    if (fd > lo) ::close_range(lo, fd - 1, 0);
+    lo = fd + 1;
+  }
+  ::close_range(lo, ~0U, 0);
+}
+
+[[noreturn]] void exec_program(const ContainedPlan& p, pid_t supervisor) {
+  if (::setpgid(0, 0) != 0) report_and_exit(p.err_write, 0);
+  if (p.cwd != nullptr && ::chdir(p.cwd) != 0) report_and_exit(p.err_write, 0);
+  if (int step = prepare_program(*p.inherit, p.isolate_network, p.run_as, true, supervisor);
+      step != 0)
+    report_and_exit(p.err_write, step);
+  if (::dup2(p.devnull, 0) < 0 || ::dup2(p.out, 1) < 0 || ::dup2(p.out, 2) < 0)
+    report_and_exit(p.err_write, 0);
+  for (int fd = 0; fd < 3; ++fd)
+    ::fcntl(fd, F_SETFD, 0);  // dup2 onto itself keeps close-on-exec
+  close_all_but(p.keep, p.keep_count);
+  ::execve(p.exe, p.argv, p.envp);
+  report_and_exit(p.err_write, 0);
+}
+
+// Decimal digits only, else -1.
+pid_t parse_pid(const char* s) {
+  if (*s == '\0') return -1;
+  long v = 0;
+  for (; *s != '\0'; ++s) {
+    if (*s < '0' || *s > '9' || v > 1000000000L) return -1;
+    v = v * 10 + (*s - '0');
+  }
+  return static_cast<pid_t>(v);
+}
+
+// The parent of `pid`, from /proc/<pid>/stat ("pid (comm) S ppid ..."), or -1.
+pid_t parent_of(pid_t pid) {
+  char path[40] = "/proc/";
+  char digits[16];
+  int n = 0;
+  for (auto v = static_cast<unsigned>(pid); n == 0 || v != 0; v /= 10)
+    digits[n++] = static_cast<char>('0' + v % 10);
+  int at = 6;
+  while (n > 0)
+    path[at++] = digits[--n];
+  for (const char* tail = "/stat"; *tail != '\0'; ++tail)
+    path[at++] = *tail;
+  path[at] = '\0';
+  int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  char buf[512];
+  ssize_t len = ::read(fd, buf, sizeof buf - 1);
+  ::close(fd);
+  if (len <= 0) return -1;
+  // comm may hold ')' and spaces: the state follows the last ')'.
+  ssize_t close_paren = -1;
+  for (ssize_t i = 0; i < len; ++i)
+    if (buf[i] == ')') close_paren = i;
+  ssize_t i = close_paren + 4;  // past ") S "
+  if (close_paren < 0 || i >= len) return -1;
+  long v = 0;
+  for (; i < len && buf[i] >= '0' && buf[i] <= '9'; ++i)
+    v = v * 10 + (buf[i] - '0');
+  return static_cast<pid_t>(v);
+}
+
+// SIGKILL to every living child of this process. A subreaper's children are
+// the tree's orphans: whatever outlived its parent is handed to us.
+void kill_children(pid_t self) {
+  int dir = ::open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir < 0) return;
+  alignas(dirent64) char buf[8192];
+  for (;;) {
+    ssize_t n = ::getdents64(dir, buf, sizeof buf);
+    if (n <= 0) break;
+    for (ssize_t off = 0; off < n;) {
+      const auto* entry = reinterpret_cast<const dirent64*>(buf + off);
+      off += entry->d_reclen;
+      pid_t pid = parse_pid(entry->d_name);
+      if (pid > 0 && parent_of(pid) == self) ::kill(pid, SIGKILL);
+    }
+  }
+  ::close(dir);
+}
+
+// Kills and reaps what is left of the tree: every child, then every orphan
+// handed to us as its parent dies, until no child is left. Each death of a
+// child wakes the wait, so a new orphan is always seen by the next pass.
+void reap_tree(pid_t self) {
+  for (;;) {
+    kill_children(self);
+    int st = 0;
+    pid_t r = ::waitpid(-1, &st, 0);
+    if (r < 0 && errno != EINTR) return;  // ECHILD: the tree is gone
+  }
+}
+
+[[noreturn]] void run_supervisor(const ContainedPlan& p, pid_t host) {
+  ::close(p.host_control);
+  ::close(p.err_read);
+  if (p.out_pipe_read >= 0) ::close(p.out_pipe_read);
+  // Signals meant for the host (a terminal's ^C, a stop) must not take the
+  // supervisor away from the tree it guards.
+  struct sigaction ignore {};
+  ignore.sa_handler = SIG_IGN;
+  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE, SIGUSR1, SIGUSR2})
+    ::sigaction(sig, &ignore, nullptr);
+  struct sigaction deflt {};
+  deflt.sa_handler = SIG_DFL;
+  ::sigaction(SIGCHLD, &deflt, nullptr);
+  sigset_t none;
+  sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  ::prctl(PR_SET_CHILD_SUBREAPER, 1);
+  if (::getppid() != host) ::_exit(1);  // the host died before the program started
+  pid_t self = ::getpid();
+  pid_t program = ::fork();
+  if (program == 0) exec_program(p, self);
+  if (program < 0) report_and_exit(p.err_write, 0);
+  ::close(p.err_write);
+  ::close(p.devnull);
+  if (p.out_pipe_read >= 0) ::close(p.out);  // so the host sees the end of output
+
+  int exit_fd = static_cast<int>(::syscall(SYS_pidfd_open, program, 0));
+  int status = 0;
+  bool reaped = false;
+  for (;;) {
+    pollfd fds[2] = {{p.control, POLLIN, 0}, {exit_fd, POLLIN, 0}};
+    int n = ::poll(fds, exit_fd >= 0 ? 2 : 1, exit_fd >= 0 ? -1 : 100);
+    if (n < 0 && errno != EINTR) break;
+    siginfo_t info{};
+    bool exited = (fds[1].revents & POLLIN) != 0;
+    if (exit_fd < 0)
+      exited =
+          ::waitid(P_PID, static_cast<id_t>(program), &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+          info.si_pid == program;
+    if (exited) {
+      // The leader is a zombie until reaped, so its group id cannot be
+      // reused yet: the group's stragglers go now, the rest of the tree below.
+      ::kill(-program, SIGKILL);
+      while (::waitpid(program, &status, 0) < 0 && errno == EINTR) {
+      }
+      reaped = true;
+      break;
+    }
+    if ((fds[0].revents & (POLLIN | POLLHUP | POLLERR)) != 0) {
+      unsigned char sigs[16];
+      ssize_t got = ::read(p.control, sigs, sizeof sigs);
+      if (got < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+      if (got <= 0) {  // the host is gone, however it went
+        ::kill(-program, SIGKILL);
+        break;
+      }
+      for (ssize_t i = 0; i < got; ++i)
+        ::kill(-program, sigs[i]);
+    }
+  }
+  if (!reaped) {
+    ::kill(-program, SIGKILL);
+    while (::waitpid(program, &status, 0) < 0 && errno == EINTR) {
+    }
+  }
+  reap_tree(self);
+  (void)!::send(p.control, &status, sizeof status, MSG_NOSIGNAL);
+  ::_exit(0);
+}
 
 }  // namespace
 
@@ -196,8 +411,112 @@ bool is_isolation_error(const std::error_code& ec) {
   return dynamic_cast<const IsolationCategory*>(&ec.category()) != nullptr;
 }
 
+std::optional<Child> Child::spawn_contained(const SpawnOptions& options, std::error_code& ec) {
+  UniqueFd pipe_read;
+  UniqueFd pipe_write;
+  int out = options.output_fd;
+  if (out < 0) {
+    int p[2];
+    if (::pipe2(p, O_CLOEXEC) != 0) {
+      ec.assign(errno, std::generic_category());
+      return std::nullopt;
+    }
+    pipe_read.reset(p[0]);
+    pipe_write.reset(p[1]);
+    out = p[1];
+  }
+  std::vector<std::string> argv_text;
+  argv_text.reserve(options.args.size() + 1);
+  argv_text.push_back(options.executable);
+  argv_text.insert(argv_text.end(), options.args.begin(), options.args.end());
+  std::vector<char*> argv;
+  for (auto& a : argv_text)
+    argv.push_back(a.data());
+  argv.push_back(nullptr);
+  std::vector<std::string> env_text = options.env;
+  std::vector<char*> envp;
+  for (auto& e : env_text)
+    envp.push_back(e.data());
+  envp.push_back(nullptr);
+
+  UniqueFd devnull(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  int err_pipe[2];
+  int control[2];
+  if (!devnull || ::pipe2(err_pipe, O_CLOEXEC) != 0) {
+    ec.assign(errno, std::generic_category());
+    return std::nullopt;
+  }
+  UniqueFd err_read(err_pipe[0]);
+  UniqueFd err_write(err_pipe[1]);
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, control) != 0) {
+    ec.assign(errno, std::generic_category());
+    return std::nullopt;
+  }
+  UniqueFd host_end(control[0]);
+  UniqueFd supervisor_end(control[1]);
+  std::vector<int> keep = options.inherit_fds;
+  keep.push_back(err_write.get());
+  std::sort(keep.begin(), keep.end());
+  keep.erase(std::unique(keep.begin(), keep.end()), keep.end());
+
+  ContainedPlan plan{.exe = options.executable.c_str(),
+                     .argv = argv.data(),
+                     .envp = envp.data(),
+                     .cwd = options.cwd.empty() ? nullptr : options.cwd.c_str(),
+                     .devnull = devnull.get(),
+                     .out = out,
+                     .out_pipe_read = pipe_read.get(),
+                     .err_write = err_write.get(),
+                     .err_read = err_read.get(),
+                     .control = supervisor_end.get(),
+                     .host_control = host_end.get(),
+                     .inherit = &options.inherit_fds,
+                     .keep = keep.data(),
+                     .keep_count = keep.size(),
+                     .isolate_network = options.isolate_network,
+                     .run_as = options.run_as ? &*options.run_as : nullptr};
+  pid_t host = ::getpid();
+  pid_t supervisor = ::fork();
+  if (supervisor < 0) {
+    ec.assign(errno, std::generic_category());
+    return std::nullopt;
+  }
+  if (supervisor == 0) run_supervisor(plan, host);
+  supervisor_end.reset();
+  err_write.reset();
+  pipe_write.reset();
+  devnull.reset();
+
+  Child child;
+  child.pid_ = supervisor;
+  child.contained_ = true;
+  child.pidfd_.reset(static_cast<int>(::syscall(SYS_pidfd_open, supervisor, 0)));
+  child.control_ = std::move(host_end);
+  // Closed at the program's exec (or by the supervisor when it cannot fork):
+  // a report before that is a failure to start.
+  IsolationReport r{};
+  ssize_t got;
+  do {
+    got = ::read(err_read.get(), &r, sizeof r);
+  } while (got < 0 && errno == EINTR);
+  if (got == sizeof r) {
+    child.wait();
+    if (r.step >= static_cast<int>(Step::kUnshareNet) && r.step <= static_cast<int>(Step::kVerify))
+      ec.assign(r.err, isolation_category(static_cast<Step>(r.step)));
+    else
+      ec.assign(r.err, std::generic_category());
+    return std::nullopt;
+  }
+  if (pipe_read) {
+    ::fcntl(pipe_read.get(), F_SETFL, ::fcntl(pipe_read.get(), F_GETFL) | O_NONBLOCK);
+    child.output_ = std::move(pipe_read);
+  }
+  return child;
+}
+
 std::optional<Child> Child::spawn(const SpawnOptions& options, std::error_code& ec) {
   ec.clear();
+  if (options.contain_tree && !options.detach) return spawn_contained(options, ec);
   UniqueFd read_end;
   UniqueFd write_end;
   int out = options.output_fd;
@@ -280,18 +599,22 @@ std::optional<Child> Child::spawn(const SpawnOptions& options, std::error_code& 
 Child::Child(Child&& other) noexcept
     : pid_(std::exchange(other.pid_, -1)),
       detached_(other.detached_),
+      contained_(other.contained_),
       status_(other.status_),
       pidfd_(std::move(other.pidfd_)),
-      output_(std::move(other.output_)) {}
+      output_(std::move(other.output_)),
+      control_(std::move(other.control_)) {}
 
 Child& Child::operator=(Child&& other) noexcept {
   if (this != &other) {
     if (pid_ > 0 && !status_) terminate(std::chrono::milliseconds(0));
     pid_ = std::exchange(other.pid_, -1);
     detached_ = other.detached_;
+    contained_ = other.contained_;
     status_ = other.status_;
     pidfd_ = std::move(other.pidfd_);
     output_ = std::move(other.output_);
+    control_ = std::move(other.control_);
   }
   return *this;
 }
@@ -307,7 +630,7 @@ std::optional<int> Child::try_wait() {
   do {
     r = ::waitpid(pid_, &st, WNOHANG);
   } while (r < 0 && errno == EINTR);
-  if (r == pid_) status_ = st;
+  if (r == pid_) take_status(st);
   return status_;
 }
 
@@ -318,11 +641,32 @@ int Child::wait() {
   do {
     r = ::waitpid(pid_, &st, 0);
   } while (r < 0 && errno == EINTR);
-  status_ = (r == pid_) ? st : 0;
+  if (r == pid_)
+    take_status(st);
+  else
+    status_ = 0;
   return *status_;
 }
 
+void Child::take_status(int wait_status) {
+  status_ = wait_status;
+  if (!contained_) return;
+  // The supervisor sends the program's status just before it exits; without
+  // it (the supervisor itself was killed) its own status is all there is.
+  int program_status = 0;
+  if (control_ && ::recv(control_.get(), &program_status, sizeof program_status, MSG_DONTWAIT) ==
+                      static_cast<ssize_t>(sizeof program_status))
+    status_ = program_status;
+  control_.reset();
+}
+
 void Child::signal_group(int sig) const {
+  if (contained_) {
+    // Only the supervisor knows whether the group is still there.
+    auto byte = static_cast<unsigned char>(sig);
+    if (control_ && !status_) (void)::send(control_.get(), &byte, 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+    return;
+  }
   if (pid_ > 0 && !detached_) ::kill(-pid_, sig);
 }
 

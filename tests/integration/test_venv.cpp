@@ -1,5 +1,6 @@
 // The python-venv plugin end to end: clsi-runner, real python3, real pip,
 // indexes the tests build themselves (file:// and loopback HTTP).
+#include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -314,4 +315,77 @@ TEST_CASE("a wrapper script as base_python builds once and is reused", "[venv][s
   CHECK_THAT(second, Contains("reusing environment"));
   CHECK_THAT(second, Contains("RENDER alpha 2.1"));
   CHECK(count_occurrences(testenv::read_file(w.venvs + "/events.log"), " build ") == 1);
+}
+
+namespace {
+
+// True when nothing holds a lease (or build lock) on the key's lock file.
+bool key_lock_free(const std::string& lock_path) {
+  clsi::UniqueFd fd(::open(lock_path.c_str(), O_RDWR | O_CLOEXEC));
+  if (!fd) return true;
+  struct flock fl {};
+  fl.l_type = F_WRLCK;
+  fl.l_whence = SEEK_SET;
+  return ::fcntl(fd.get(), F_OFD_SETLK, &fl) == 0;
+}
+
+}  // namespace
+
+TEST_CASE("a host killed with SIGKILL during the render: the whole render goes, leased to the end",
+          "[venv][crash][render]") {
+  VenvWorld w;
+  w.configure();
+  auto dir = w.project("alpha\n");
+  // The render starts a process in a session of its own (as jupyter_client
+  // starts a kernel) that keeps writing into the compile directory. Only its
+  // command line holds the marker whole.
+  const std::string marker = "clsi-orphan-" + std::to_string(::getpid());
+  const std::string code =
+      "import alpha, subprocess, sys, time\n"
+      "loop = 'import time\\nwhile True:\\n  open(\"output.log\", \"a\").write(\"ORPHAN\\\\n\")\\n"
+      "  time.sleep(0.05)\\n'\n"
+      "subprocess.Popen([sys.executable, '-c', loop, 'clsi-orph' + '" +
+      marker.substr(9) +
+      "'], start_new_session=True)\n"
+      "print('RENDER', alpha.MESSAGE, flush=True)\n"
+      "time.sleep(120)\n";
+  clsi::SpawnOptions o;
+  auto argv = w.runner_argv(dir, true, code);
+  o.executable = argv[0];
+  o.args.assign(argv.begin() + 1, argv.end());
+  o.env = {"PATH=/usr/bin:/bin"};
+  o.output_fd = 2;
+  std::error_code ec;
+  auto host = clsi::Child::spawn(o, ec);
+  REQUIRE(host);
+  for (int i = 0;
+       i < 1200 && testenv::read_file(dir + "/output.log").find("ORPHAN") == std::string::npos; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  REQUIRE_THAT(testenv::read_file(dir + "/output.log"), Contains("RENDER alpha 2.1"));
+  REQUIRE(testenv::processes_mentioning(marker).size() == 1);
+  REQUIRE(w.env_dirs().size() == 1);
+  const std::string lock = w.venvs + "/locks/" + w.env_dirs()[0] + ".lock";
+  REQUIRE_FALSE(key_lock_free(lock));
+
+  ::kill(host->pid(), SIGKILL);
+  host->wait();
+  // As long as any process of the render runs, its lease holds; the render
+  // is gone within a bound.
+  bool lease_broken_while_running = false;
+  for (int i = 0; i < 200 && !testenv::processes_mentioning(marker).empty(); ++i) {
+    bool free = key_lock_free(lock);
+    if (free && !testenv::processes_mentioning(marker).empty()) lease_broken_while_running = true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  CHECK_FALSE(lease_broken_while_running);
+  REQUIRE(testenv::processes_mentioning(marker).empty());
+  CHECK(key_lock_free(lock));
+
+  // Nothing of the killed render writes into the next compile's output.log.
+  REQUIRE(::unlink((dir + "/output.log").c_str()) == 0);
+  auto next = w.compile(dir);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  INFO(next);
+  CHECK_THAT(next, Contains("RENDER alpha 2.1"));
+  CHECK_THAT(testenv::read_file(dir + "/output.log"), !Contains("ORPHAN"));
 }

@@ -4,6 +4,10 @@
 // the pid (and its pidfd) and the whole process group: destroying a Child
 // that still runs kills the group (SIGKILL) and reaps the leader, so no path
 // leaks a process.
+//
+// With SpawnOptions::contain_tree the program runs under a supervisor (see
+// there), which holds the whole tree of processes, not only the group, and
+// outlives this process just long enough to kill that tree.
 #pragma once
 
 #include <sys/types.h>
@@ -41,6 +45,17 @@ struct SpawnOptions {
   // so it outlives this process; the Child then only tracks the short-lived
   // intermediate. Implies !die_with_parent.
   bool detach = false;
+  // Contained: the program runs under a supervisor, a fork of this process
+  // that is a child subreaper and does nothing but wait. When this process
+  // dies, however it dies (SIGKILL included), the supervisor kills every
+  // process the program started, also those in sessions or groups of their
+  // own, and only then exits. Being a fork, it keeps this process's open file
+  // descriptions until then: a shared lock a plugin holds (a venv's lease)
+  // lasts as long as any process of the program, never shorter. The Child
+  // tracks the supervisor: exit_fd() becomes readable, and try_wait()
+  // returns the program's wait status, once the whole tree is gone. Only
+  // with output_fd set and without detach.
+  bool contain_tree = false;
   // Descriptors the program inherits at the same numbers (all others close).
   std::vector<int> inherit_fds;
   // Sandboxing for compiles (clsi-runner's --no-network and --run-as). Applied
@@ -69,6 +84,7 @@ class Child {
   Child& operator=(const Child&) = delete;
   ~Child();
 
+  // The leader's pid; with contain_tree, the supervisor's.
   [[nodiscard]] int pid() const { return pid_; }
   // Read end of the output pipe (non-blocking, close-on-exec), or -1.
   [[nodiscard]] int output_fd() const { return output_.get(); }
@@ -79,7 +95,8 @@ class Child {
   std::optional<int> try_wait();
   // Blocks until the leader exits; returns its wait status.
   int wait();
-  // Signals the whole group (ignores ESRCH).
+  // Signals the whole group (ignores ESRCH); with contain_tree, through the
+  // supervisor, which alone knows whether the group still exists.
   void signal_group(int sig) const;
   // TERM to the group; KILL after `grace`; reaps the leader and kills any
   // straggler of the group. Returns the leader's wait status.
@@ -90,11 +107,15 @@ class Child {
 
  private:
   Child() = default;
+  static std::optional<Child> spawn_contained(const SpawnOptions& options, std::error_code& ec);
+  void take_status(int supervisor_status);
   int pid_ = -1;
-  bool detached_ = false;  // the group is the orphan's: never signalled from here
+  bool detached_ = false;   // the group is the orphan's: never signalled from here
+  bool contained_ = false;  // pid_ is the supervisor's (contain_tree)
   std::optional<int> status_;
   UniqueFd pidfd_;
   UniqueFd output_;
+  UniqueFd control_;  // contain_tree: our end of the supervisor's socket
 };
 
 // Runs a child to completion, streaming its combined output line by line to
