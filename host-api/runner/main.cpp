@@ -27,7 +27,7 @@
 
 #include "clsi/child_process.hpp"
 #include "clsi/errno_text.hpp"
-#include "clsi/plugin_loader.hpp"
+#include "clsi/plugin_host.hpp"
 #include "clsi/unique_fd.hpp"
 
 extern char** environ;
@@ -37,6 +37,15 @@ namespace {
 constexpr int kStatusRunnerError = 125;  // like env(1)/timeout(1): the runner itself failed
 constexpr int kStatusTimedOut = 124;
 constexpr auto kKillGrace = std::chrono::milliseconds(2000);
+// How long a pre-compile hook has to return once its compile is cancelled.
+constexpr auto kCancelGrace = std::chrono::milliseconds(800);
+
+// 2 -> "2", 0.5 -> "0.5".
+std::string format_seconds(double s) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", s);
+  return buf;
+}
 
 const char* const kUsage =
     "usage: clsi-runner --plugin SO [--plugin SO ...] --plugin-config YAML --compile-dir DIR\n"
@@ -44,6 +53,15 @@ const char* const kUsage =
     "                   [--timeout SECONDS] [--run-as USER] [--no-network]\n"
     "                   -- COMMAND [ARG ...]\n"
     "\n"
+    "  --plugin SO [--plugin-config YAML]\n"
+    "                 load SO; a --plugin-config right after it is that plugin's own\n"
+    "                 configuration. Given once, --plugin-config serves every plugin.\n"
+    "  --optional-plugin SO\n"
+    "                 like --plugin, but a plugin that fails to load or start is skipped\n"
+    "                 with a warning instead of refusing the compile.\n"
+    "  --permission NAME\n"
+    "                 a permission the web tier granted this user (repeatable);\n"
+    "                 --allow-python-install is --permission python.install.\n"
     "  --run-as USER  run only COMMAND (not the plugins) as USER (a name or a numeric uid\n"
     "                 from passwd), with its groups and HOME, USER and LOGNAME set from\n"
     "                 passwd. Needs root. DIR must be writable by USER for the render's\n"
@@ -52,12 +70,12 @@ const char* const kUsage =
     "                 root (CAP_SYS_ADMIN, CAP_NET_ADMIN).\n";
 
 struct Options {
-  std::vector<std::string> plugins;
-  std::string plugin_config;
+  std::vector<clsi::PluginSpec> plugins;  // in order; config per plugin
+  std::vector<std::string> configs;       // every --plugin-config, in order
+  std::vector<std::string> permissions;
   std::string compile_dir;
   std::string project_id;
   std::string user_id;
-  bool allow_python_install = false;
   double timeout_s = -1;
   std::string run_as;  // empty: the runner's own user
   bool no_network = false;
@@ -80,11 +98,20 @@ bool parse_args(int argc, char** argv, Options& o, std::string& why) {
       for (++i; i < argc; ++i)
         o.command.emplace_back(argv[i]);
       break;
-    } else if (a == "--plugin") {
+    } else if (a == "--plugin" || a == "--optional-plugin") {
       if (!value(v)) return false;
-      o.plugins.push_back(v);
+      o.plugins.push_back({v, "", a == "--optional-plugin"});
     } else if (a == "--plugin-config") {
-      if (!value(o.plugin_config)) return false;
+      if (!value(v)) return false;
+      if (o.plugins.empty() || !o.plugins.back().config.empty()) {
+        why = "--plugin-config " + v + " follows no --plugin of its own";
+        return false;
+      }
+      o.plugins.back().config = v;
+      o.configs.push_back(v);
+    } else if (a == "--permission") {
+      if (!value(v)) return false;
+      o.permissions.push_back(v);
     } else if (a == "--compile-dir") {
       if (!value(o.compile_dir)) return false;
     } else if (a == "--project-id") {
@@ -92,7 +119,7 @@ bool parse_args(int argc, char** argv, Options& o, std::string& why) {
     } else if (a == "--user-id") {
       if (!value(o.user_id)) return false;
     } else if (a == "--allow-python-install") {
-      o.allow_python_install = true;
+      o.permissions.emplace_back(CLSI_PERMISSION_PYTHON_INSTALL);
     } else if (a == "--run-as") {
       if (!value(o.run_as)) return false;
       if (o.run_as.empty()) {
@@ -121,8 +148,18 @@ bool parse_args(int argc, char** argv, Options& o, std::string& why) {
     why = "--compile-dir is required";
   else if (o.command.empty())
     why = "no COMMAND after --";
-  else if (!o.plugins.empty() && o.plugin_config.empty())
+  else if (!o.plugins.empty() && o.configs.empty())
     why = "--plugin-config is required with --plugin";
+  // One --plugin-config serves every plugin (as before ABI 1.1); with
+  // several, each plugin has the one that follows it.
+  if (why.empty() && o.configs.size() == 1) {
+    for (auto& p : o.plugins)
+      p.config = o.configs[0];
+  } else if (why.empty()) {
+    for (const auto& p : o.plugins) {
+      if (p.config.empty()) why = "plugin " + p.path + " has no --plugin-config of its own";
+    }
+  }
   return why.empty();
 }
 
@@ -237,71 +274,49 @@ class OutputLog {
   clsi::UniqueFd fd_;
 };
 
-struct PluginSlot;
-
-struct Compile {
-  OutputLog* log = nullptr;
-  std::mutex env_mu;
-  bool env_open = false;  // set_env is legal only during pre-compile
-  std::map<std::string, std::pair<std::string, std::string>> env;  // name -> (value, plugin)
-};
-
-struct PluginSlot {
-  std::string name;
-  clsi_host_callbacks_v1 callbacks{};
-  Compile* compile = nullptr;  // compile_host_ptr points at the slot
-};
-
-void host_log(void* host_ptr, clsi_log_level level, const char* message) {
+const char* level_name(clsi_log_level level) {
   static const char* const kLevels[] = {"debug", "info", "warning", "error"};
-  auto* slot = static_cast<PluginSlot*>(host_ptr);
-  int l = (level >= CLSI_LOG_DEBUG && level <= CLSI_LOG_ERROR) ? level : CLSI_LOG_ERROR;
-  std::fprintf(stderr, "clsi-runner: %s: %s: %s\n", slot->name.c_str(), kLevels[l],
-               message ? message : "");
+  return (level >= CLSI_LOG_DEBUG && level <= CLSI_LOG_ERROR) ? kLevels[level] : "error";
 }
 
-bool valid_env_name(const char* name) {
-  if (!name || !*name || std::isdigit(static_cast<unsigned char>(*name))) return false;
-  for (const char* p = name; *p; ++p) {
-    if (!std::isalnum(static_cast<unsigned char>(*p)) && *p != '_') return false;
-  }
-  return true;
+// The operator's log is stderr; a line names the plugin and, within a
+// compile, the compile's id.
+void operator_log(std::string_view plugin, clsi_log_level level, std::string_view compile_id,
+                  std::string_view message) {
+  std::string line = "clsi-runner: " + std::string(plugin) + ": " + level_name(level) + ": ";
+  if (!compile_id.empty()) line += "[compile " + std::string(compile_id) + "] ";
+  line += message;
+  line += '\n';
+  (void)!::write(STDERR_FILENO, line.data(), line.size());
 }
 
-int host_set_env(void* compile_host_ptr, const char* name, const char* value) {
-  auto* slot = static_cast<PluginSlot*>(compile_host_ptr);
-  if (!slot || !slot->compile || !valid_env_name(name) || !value) return -1;
-  std::lock_guard lock(slot->compile->env_mu);
-  if (!slot->compile->env_open) return -1;
-  slot->compile->env[name] = {value, slot->name};
-  return 0;
-}
-
-void host_append_output(void* compile_host_ptr, const char* text, size_t len) {
-  auto* slot = static_cast<PluginSlot*>(compile_host_ptr);
-  if (slot && slot->compile && text) slot->compile->log->append(text, len);
-}
-
-// The runner's environment, then the plugins' variables, then `overrides`
-// (the --run-as user's HOME, USER, LOGNAME), each replacing the one before.
-std::vector<std::string> command_environment(const Compile& c,
-                                             const std::map<std::string, std::string>& overrides) {
+std::vector<std::string> runner_environment() {
   std::vector<std::string> env;
-  for (char** e = environ; *e; ++e) {
-    std::string_view kv(*e);
-    auto eq = kv.find('=');
-    if (eq != std::string_view::npos) {
-      std::string name(kv.substr(0, eq));
-      if (c.env.count(name) || overrides.count(name)) continue;
-    }
-    env.emplace_back(kv);
-  }
-  for (const auto& [name, value] : c.env) {
-    if (!overrides.count(name)) env.push_back(name + "=" + value.first);
-  }
+  for (char** e = environ; *e; ++e)
+    env.emplace_back(*e);
+  return env;
+}
+
+// The plugins' environment with `overrides` (the --run-as user's HOME, USER,
+// LOGNAME) replacing whatever it had.
+std::vector<std::string> command_environment(std::vector<std::string> env,
+                                             const std::map<std::string, std::string>& overrides) {
+  std::erase_if(
+      env, [&](const std::string& kv) { return overrides.count(kv.substr(0, kv.find('='))) != 0; });
   for (const auto& [name, value] : overrides)
     env.push_back(name + "=" + value);
   return env;
+}
+
+std::string describe(const clsi::EnvChange& c) {
+  switch (c.op) {
+    case CLSI_ENV_PREPEND:
+      return c.name + " prepended to by " + c.plugin;
+    case CLSI_ENV_UNSET:
+      return c.name + " unset by " + c.plugin;
+    default:
+      return c.name + " set by " + c.plugin;
+  }
 }
 
 std::string resolve_command(const std::string& cmd) {
@@ -367,16 +382,11 @@ int main(int argc, char** argv) {
     return ::read(sigfd.get(), &si, sizeof si) == sizeof si ? static_cast<int>(si.ssi_signo) : 0;
   };
 
-  // Load and check every plugin before anything runs.
-  std::vector<clsi::PluginLibrary> libraries;
-  libraries.reserve(opt.plugins.size());
-  for (const auto& path : opt.plugins) {
-    auto lib = clsi::PluginLibrary::open(path, why);
-    if (!lib) {
-      std::fprintf(stderr, "clsi-runner: %s\n", why.c_str());
-      return kStatusRunnerError;
-    }
-    libraries.push_back(std::move(*lib));
+  // Load, check and create every plugin before anything runs.
+  auto host = clsi::PluginHost::load(opt.plugins, &operator_log, why);
+  if (!host) {
+    std::fprintf(stderr, "clsi-runner: %s\n", why.c_str());
+    return kStatusRunnerError;
   }
 
   struct stat st {};
@@ -401,127 +411,111 @@ int main(int argc, char** argv) {
     return kStatusRunnerError;
   }
   OutputLog log(std::move(log_fd));
-  Compile compile;
-  compile.log = &log;
+  clsi::CompileRequest request;
+  request.project_id = opt.project_id;
+  request.user_id = opt.user_id;
+  request.compile_dir = compile_dir;
+  request.permissions = opt.permissions;
+  if (deadline != std::chrono::steady_clock::time_point::max()) request.deadline = deadline;
+  request.base_env = runner_environment();
+  clsi::HostCompile compile(*host, std::move(request),
+                            [&log](std::string_view /*plugin*/, std::string_view line) {
+                              std::string l(line);
+                              l.push_back('\n');
+                              log.append(l.data(), l.size());
+                            });
 
-  std::vector<std::unique_ptr<PluginSlot>> slots;
-  std::vector<clsi::PluginInstance> instances;
-  instances.reserve(libraries.size());
-  for (auto& lib : libraries) {
-    auto slot = std::make_unique<PluginSlot>();
-    slot->name = lib.name();
-    slot->compile = &compile;
-    slot->callbacks = {sizeof(clsi_host_callbacks_v1), slot.get(), &host_log, &host_set_env,
-                       &host_append_output};
-    auto inst = clsi::PluginInstance::create(
-        lib, &slot->callbacks, opt.plugin_config.empty() ? nullptr : opt.plugin_config.c_str(),
-        why);
-    if (!inst) {
-      std::fprintf(stderr, "clsi-runner: %s\n", why.c_str());
-      return kStatusRunnerError;
-    }
-    instances.push_back(std::move(*inst));
-    slots.push_back(std::move(slot));
-  }
-
-  auto compile_facts = [&](size_t i) {
-    auto now = std::chrono::steady_clock::now();
-    long long left = -1;
-    if (deadline != std::chrono::steady_clock::time_point::max()) {
-      left = std::max<long long>(
-          0, std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now).count());
-    }
-    return clsi_compile_v1{sizeof(clsi_compile_v1),
-                           slots[i].get(),
-                           opt.project_id.c_str(),
-                           opt.user_id.c_str(),
-                           compile_dir.c_str(),
-                           opt.allow_python_install ? 1 : 0,
-                           left};
-  };
-
-  // Pre-compile, in order. A hard error fails the compile before it runs.
-  std::vector<void*> compile_ptrs(instances.size(), nullptr);
-  std::vector<bool> pre_ran(instances.size(), false);
+  // The pre-compile hooks run on a thread of their own while this one
+  // watches for a stop signal and the deadline. When either comes first the
+  // compile is cancelled, which 1.1 plugins see and act on at once; a hook
+  // that does not return within kCancelGrace (a 1.0 plugin cannot know) is
+  // abandoned: the plugins that are done get their post-compile hooks and
+  // the runner exits (the abandoned hook's locks die with the process).
   bool failed = false;
   int stop_signal = 0;
+  bool timed_out_early = false;
   {
-    std::lock_guard lock(compile.env_mu);
-    compile.env_open = true;
-  }
-  // Each hook runs on a thread of its own while this one watches for a stop
-  // signal and the deadline: ABI 1.0 cannot tell a hook that its compile was
-  // cancelled, so a hook that waits (for a build, say) must not hold up a
-  // SIGTERM or --timeout. When either comes first, the plugins that are done
-  // get their post-compile hooks and the runner exits at once; the hook still
-  // running is abandoned with the process (its locks die with it).
-  auto abandon = [&](size_t running, int status, const std::string& why) {
-    log.line(why + " while plugin " + slots[running]->name +
-             " was preparing it; the command did not run");
-    clsi_compile_result_v1 r{sizeof(clsi_compile_result_v1), status, status == kStatusTimedOut, 0};
-    for (size_t j = running; j-- > 0;) {
-      if (!pre_ran[j]) continue;
-      auto facts = compile_facts(j);
-      instances[j].post_compile(facts, compile_ptrs[j], r);
-    }
-    std::fflush(stderr);
-    ::_exit(status);  // no destructors: the abandoned hook may still be running
-  };
-  for (size_t i = 0; i < instances.size() && !failed; ++i) {
-    auto facts = compile_facts(i);
-    clsi::UniqueFd hook_done(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-    clsi_status s = CLSI_STATUS_ERROR;
-    std::thread hook([&, i, facts, done = hook_done.get()]() mutable {
-      s = instances[i].pre_compile(facts, &compile_ptrs[i]);
+    clsi::UniqueFd hooks_done(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+    clsi::HostCompile::PreResult pre;
+    std::thread hooks([&, done = hooks_done.get()] {
+      pre = compile.pre_compile();
       std::uint64_t one = 1;
       (void)!::write(done, &one, sizeof one);
     });
+    auto wait_done = [&](int ms) {
+      pollfd fds[2] = {{hooks_done.get(), POLLIN, 0}, {sigfd.get(), POLLIN, 0}};
+      ::poll(fds, 2, ms);
+      return (fds[0].revents & POLLIN) != 0;
+    };
+    std::chrono::steady_clock::time_point give_up = std::chrono::steady_clock::time_point::max();
+    std::string why_stopped;
+    std::string running_at_cancel;
     for (;;) {
       int wait_ms = 1000;
-      if (deadline != std::chrono::steady_clock::time_point::max()) {
-        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-                        deadline - std::chrono::steady_clock::now())
-                        .count();
+      auto now = std::chrono::steady_clock::now();
+      if (why_stopped.empty() && deadline != std::chrono::steady_clock::time_point::max()) {
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now).count();
         if (left <= 0) {
-          hook.detach();
-          abandon(i, kStatusTimedOut,
-                  "the compile timed out after " + std::to_string(opt.timeout_s) + " s");
+          timed_out_early = true;
+          why_stopped = "the compile timed out after " + format_seconds(opt.timeout_s) + " s";
+        } else {
+          wait_ms = static_cast<int>(std::min<long long>(left + 1, 1000));
         }
-        wait_ms = static_cast<int>(std::min<long long>(left + 1, 1000));
       }
-      pollfd fds[2] = {{hook_done.get(), POLLIN, 0}, {sigfd.get(), POLLIN, 0}};
-      ::poll(fds, 2, wait_ms);
-      if (fds[0].revents & POLLIN) break;
-      if (int sig = pending_signal(); sig != 0) {
-        hook.detach();
-        abandon(i, 128 + sig, std::string("the compile was stopped by ") + ::sigdescr_np(sig));
+      if (why_stopped.empty()) {
+        if (int sig = pending_signal(); sig != 0) {
+          stop_signal = sig;
+          why_stopped = std::string("the compile was stopped by ") + ::sigdescr_np(sig);
+        }
       }
+      if (!why_stopped.empty() && give_up == std::chrono::steady_clock::time_point::max()) {
+        running_at_cancel = compile.running_plugin();
+        compile.cancel();
+        give_up = now + kCancelGrace;
+      }
+      if (give_up != std::chrono::steady_clock::time_point::max()) {
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(give_up - now).count();
+        if (left <= 0) break;
+        wait_ms = static_cast<int>(std::min<long long>(left, wait_ms));
+      }
+      if (wait_done(wait_ms)) break;
     }
-    hook.join();
-    if (s == CLSI_STATUS_ERROR) {
-      log.line("plugin " + slots[i]->name + " failed before the compile; the compile did not run");
+    bool hooks_returned = wait_done(0);
+    int status = timed_out_early ? kStatusTimedOut : 128 + stop_signal;
+    std::string stopped_line =
+        why_stopped + " while " +
+        (running_at_cancel.empty() ? "the plugins were" : "plugin " + running_at_cancel + " was") +
+        " preparing it; the command did not run";
+    if (!why_stopped.empty() && !hooks_returned) {
+      log.line(stopped_line + " (the plugin did not return; abandoned)");
+      (void)compile.post_compile({status, timed_out_early, 0});
+      std::fflush(stderr);
+      ::_exit(status);  // no destructors: the abandoned hook may still be running
+    }
+    hooks.join();
+    if (!why_stopped.empty()) {
+      log.line(stopped_line);
+      (void)compile.post_compile({status, timed_out_early, 0});
+      return status;
+    }
+    if (!pre.ok) {
+      log.line("plugin " + pre.failed_plugin +
+               " failed before the compile; the compile did not run");
       failed = true;
-    } else {
-      pre_ran[i] = true;
     }
-    if ((stop_signal = pending_signal()) != 0) break;
-  }
-  {
-    std::lock_guard lock(compile.env_mu);
-    compile.env_open = false;
   }
 
-  clsi_compile_result_v1 result{sizeof(clsi_compile_result_v1), kStatusRunnerError, 0, 0};
+  clsi::CompileOutcome result{kStatusRunnerError, false, 0};
   auto cmd_start = std::chrono::steady_clock::now();
-  if (!failed && stop_signal == 0) {
-    for (const auto& [name, v] : compile.env) {
-      log.line("environment: " + name + " set by " + v.second +
-               (env_overrides.count(name) ? " (replaced for --run-as)" : ""));
+  if (!failed) {
+    for (const auto& change : compile.env_changes()) {
+      log.line("environment: " + describe(change) +
+               (env_overrides.count(change.name) ? " (replaced for --run-as)" : ""));
     }
     clsi::SpawnOptions so;
     so.executable = resolve_command(opt.command[0]);
     so.args.assign(opt.command.begin() + 1, opt.command.end());
-    so.env = command_environment(compile, env_overrides);
+    so.env = command_environment(compile.environment(), env_overrides);
     so.cwd = compile_dir;
     so.output_fd = log.fd();  // opened here, so the user need not be able to write it
     // The whole tree of the command dies with this process, whatever kills
@@ -555,7 +549,7 @@ int main(int argc, char** argv) {
                           deadline - std::chrono::steady_clock::now())
                           .count();
           if (left <= 0) {
-            result.timed_out = 1;
+            result.timed_out = true;
             break;
           }
           wait_ms = static_cast<int>(std::min<long long>(left + 1, 1000));
@@ -566,7 +560,7 @@ int main(int argc, char** argv) {
       int ws = child->terminate(kKillGrace);
       result.exit_status = clsi::Child::shell_status(ws);
       if (result.timed_out) {
-        log.line("the compile timed out after " + std::to_string(opt.timeout_s) +
+        log.line("the compile timed out after " + format_seconds(opt.timeout_s) +
                  " s; its processes were stopped");
         result.exit_status = kStatusTimedOut;
       } else if (stop_signal) {
@@ -574,22 +568,11 @@ int main(int argc, char** argv) {
         result.exit_status = 128 + stop_signal;
       }
     }
-  } else if (stop_signal) {
-    result.exit_status = 128 + stop_signal;
   }
   result.duration_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                            std::chrono::steady_clock::now() - cmd_start)
                            .count();
-
   // Post-compile, in reverse order; never changes the result.
-  for (size_t i = instances.size(); i-- > 0;) {
-    if (!pre_ran[i]) continue;
-    auto facts = compile_facts(i);
-    clsi_status s = instances[i].post_compile(facts, compile_ptrs[i], result);
-    if (s == CLSI_STATUS_ERROR) {
-      std::fprintf(stderr, "clsi-runner: plugin %s: post-compile hook failed (ignored)\n",
-                   slots[i]->name.c_str());
-    }
-  }
+  (void)compile.post_compile(result);
   return result.exit_status;
 }

@@ -12,16 +12,23 @@ namespace {
 constexpr std::size_t kMinPluginTableSize =
     offsetof(clsi_plugin_v1, on_destroy) + sizeof(clsi_plugin_v1::on_destroy);
 
+// The text of the last dl* error, and clears it. glibc keeps that state per
+// thread (dlerror(3): MT-Safe), so hosts that load plugins on several threads
+// at once see only their own errors.
+const char* take_dl_error() {
+  return ::dlerror();  // NOLINT(concurrency-mt-unsafe): per-thread state in glibc, above
+}
+
 }  // namespace
 
 std::optional<PluginLibrary> PluginLibrary::open(const std::string& path, std::string& why) {
   // A name without a slash would be searched on the library path: refuse
   // the ambiguity and load only what the operator named.
   std::string load_path = path.find('/') == std::string::npos ? "./" + path : path;
-  dlerror();
+  (void)take_dl_error();  // a stale one
   void* handle = ::dlopen(load_path.c_str(), RTLD_NOW | RTLD_LOCAL);
   if (handle == nullptr) {
-    const char* err = dlerror();
+    const char* err = take_dl_error();
     why = "cannot load plugin " + path + ": " + (err ? err : "unknown dlopen error");
     return std::nullopt;
   }
@@ -53,9 +60,11 @@ std::optional<PluginLibrary> PluginLibrary::open(const std::string& path, std::s
                 " bytes, smaller than the " + std::to_string(kMinPluginTableSize) +
                 " bytes ABI 1.0 requires");
   }
-  if (!table->on_create || !table->on_pre_compile || !table->on_post_compile ||
-      !table->on_destroy) {
-    return fail("its plugin table leaves a required hook empty");
+  // Since 1.1 only on_create is required; a 1.0 table has all four.
+  if (!table->on_create) return fail("its plugin table has no on_create hook");
+  if (table->abi_minor < 1 &&
+      (!table->on_pre_compile || !table->on_post_compile || !table->on_destroy)) {
+    return fail("its plugin table leaves a hook empty, which ABI 1.0 does not allow");
   }
   PluginLibrary lib;
   lib.handle_ = handle;
@@ -103,15 +112,18 @@ PluginInstance::PluginInstance(PluginInstance&& other) noexcept
       plugin_ptr_(std::exchange(other.plugin_ptr_, nullptr)) {}
 
 PluginInstance::~PluginInstance() {
-  if (library_) library_->table().on_destroy(plugin_ptr_);
+  if (library_ && library_->table().on_destroy) library_->table().on_destroy(plugin_ptr_);
 }
 
+// A hook left NULL (ABI 1.1) has nothing to do.
 clsi_status PluginInstance::pre_compile(const clsi_compile_v1& compile, void** compile_ptr) const {
+  if (!library_->table().on_pre_compile) return CLSI_STATUS_NOTHING_TO_DO;
   return library_->table().on_pre_compile(plugin_ptr_, &compile, compile_ptr);
 }
 
 clsi_status PluginInstance::post_compile(const clsi_compile_v1& compile, void* compile_ptr,
                                          const clsi_compile_result_v1& result) const {
+  if (!library_->table().on_post_compile) return CLSI_STATUS_OK;
   return library_->table().on_post_compile(plugin_ptr_, &compile, compile_ptr, &result);
 }
 

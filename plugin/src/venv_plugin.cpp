@@ -43,8 +43,13 @@ struct VenvPlugin::Want {
   Clock::time_point compile_deadline;  // when the render must start
 };
 
+// The environment is read only by create() and the constructor, i.e. from
+// on_create, which the ABI never runs concurrently with this instance's hooks;
+// the plugin never writes the environment (getenv races only with setenv).
 Seams Seams::production() {
-  return {[](const char* name) -> const char* { return std::getenv(name); },
+  return {[](const char* name) -> const char* {
+            return std::getenv(name);  // NOLINT(concurrency-mt-unsafe): on_create only, above
+          },
           default_process_runner(),
           {}};
 }
@@ -87,6 +92,20 @@ clsi_status VenvPlugin::inject(CompileContext& ctx, const Want& want, KeyLock he
   const std::string jupyter_path = jupyter_path_with(venv, host_jupyter_path_);
   const std::string python = venv + "/bin/python3";
   auto state = std::make_unique<CompileState>(CompileState{want.key, std::move(held), hit});
+  if (ctx.supports_env_adjust()) {
+    // ABI 1.1: in front of whatever Jupyter path the command would have.
+    const std::string data_dir = venv + "/share/jupyter";
+    auto before = ctx.get_env("QUARTO_PYTHON");
+    if (!ctx.set_env("QUARTO_PYTHON", python))
+      return fall_back(ctx, "the host refused to set QUARTO_PYTHON");
+    if (!ctx.adjust_env(CLSI_ENV_PREPEND, "JUPYTER_PATH", data_dir)) {
+      (void)(before ? ctx.set_env("QUARTO_PYTHON", *before)  // neither, then
+                    : ctx.adjust_env(CLSI_ENV_UNSET, "QUARTO_PYTHON"));
+      return fall_back(ctx, "the host refused to prepend to JUPYTER_PATH");
+    }
+    *compile_ptr = state.release();
+    return CLSI_STATUS_OK;
+  }
   if (!ctx.set_env("JUPYTER_PATH", jupyter_path))
     return fall_back(ctx, "the host refused to set JUPYTER_PATH");
   if (!ctx.set_env("QUARTO_PYTHON", python)) {
@@ -240,8 +259,9 @@ clsi_status VenvPlugin::ask_service(CompileContext& ctx, Want& want, void** comp
     request.requirements.push_back(r.canonical);
   request.project_id = std::string(ctx.project_id());
   request.user_id = std::string(ctx.user_id());
-  auto answer = request_build(config_, request, want.compile_deadline,
-                              [&](const std::string& line) { say(ctx, line); });
+  auto answer = request_build(
+      config_, request, want.compile_deadline, [&](const std::string& line) { say(ctx, line); },
+      [&] { return ctx.cancelled(); });
   if (!answer.key.empty()) {
     want.key = answer.key;
     want.id = short_key(want.key);

@@ -10,6 +10,7 @@
 
 #include "test_env.hpp"
 
+using Catch::Contains;
 using testenv::run;
 
 namespace {
@@ -177,4 +178,83 @@ TEST_CASE("a command that does not exist exits 127 and post-compile still runs",
   auto r = run(s.argv({fixture("env_setter")}, {}, {"/nonexistent/command"}));
   CHECK(r.status == 127);
   CHECK(testenv::read_file(s.dir + "/post.marker") == "127 0\n");
+}
+
+TEST_CASE("runner: each plugin gets its own --plugin-config; an optional one may be missing",
+          "[runner][abi11]") {
+  RunnerSetup s;
+  testenv::write_file(s.tmp / "env.conf", "env\n");
+  std::vector<std::string> a = {
+      CLSI_RUNNER_PATH,
+      "--plugin",
+      fixture("env_setter"),
+      "--plugin-config",
+      s.config,
+      "--plugin",
+      fixture("abi11"),
+      "--plugin-config",
+      s.tmp / "env.conf",
+      "--optional-plugin",
+      s.tmp / "absent.so",
+      "--plugin-config",
+      s.config,
+      "--permission",
+      "custom.x",
+      "--compile-dir",
+      s.dir,
+      "--",
+      "sh",
+      "-c",
+      "echo \"cmd PATHLIKE=$PATHLIKE SETME=$SETME FIXTURE_VAR=$FIXTURE_VAR\""};
+  auto r = testenv::run(a, {{"PATHLIKE", "/runner/bin"}});
+  INFO(r.output);
+  INFO(s.log());
+  CHECK(r.status == 0);
+  CHECK_THAT(r.output, Contains("optional plugin skipped"));
+  CHECK_THAT(s.log(), Contains("abi11: python.install=no custom.x=yes"));
+  CHECK_THAT(s.log(), Contains("environment: PATHLIKE prepended to by abi11"));
+  CHECK_THAT(s.log(),
+             Contains("cmd PATHLIKE=/from/abi11:/runner/bin SETME=abi11 FIXTURE_VAR=from-plugin"));
+  // Several --plugin-config: a plugin without its own is an error.
+  auto bad = testenv::run({CLSI_RUNNER_PATH, "--plugin", fixture("env_setter"), "--plugin",
+                           fixture("abi11"), "--plugin-config", s.tmp / "env.conf", "--plugin",
+                           fixture("abi11"), "--plugin-config", s.config, "--compile-dir", s.dir,
+                           "--", "true"});
+  CHECK(bad.status == 125);
+  CHECK_THAT(bad.output, Contains("has no --plugin-config of its own"));
+}
+
+TEST_CASE("runner: SIGTERM while a 1.1 plugin waits: it sees the cancellation, post-compile runs",
+          "[runner][abi11]") {
+  RunnerSetup s;
+  testenv::write_file(s.tmp / "wait.conf", "wait\n");
+  clsi::SpawnOptions o;
+  o.executable = CLSI_RUNNER_PATH;
+  o.args = {"--plugin",
+            fixture("abi11"),
+            "--plugin-config",
+            s.tmp / "wait.conf",
+            "--compile-dir",
+            s.dir,
+            "--",
+            "true"};
+  o.env = {"PATH=/usr/bin:/bin"};
+  o.output_fd = 2;
+  std::error_code ec;
+  auto child = clsi::Child::spawn(o, ec);
+  REQUIRE(child);
+  for (int i = 0; i < 200 && s.log().find("abi11: waiting") == std::string::npos; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  REQUIRE_THAT(s.log(), Contains("abi11: waiting"));
+  auto sent = std::chrono::steady_clock::now();
+  ::kill(child->pid(), SIGTERM);
+  int status = clsi::Child::shell_status(child->wait());
+  auto took = std::chrono::steady_clock::now() - sent;
+  INFO(s.log());
+  CHECK(status == 128 + SIGTERM);
+  CHECK(took < std::chrono::seconds(5));  // a bound, not a benchmark: the hook waits 20 s
+  CHECK_THAT(s.log(), Contains("abi11: saw the cancellation"));
+  CHECK_THAT(s.log(), Contains("while plugin abi11 was preparing it; the command did not run"));
+  CHECK_THAT(s.log(), !Contains("abandoned"));
+  CHECK_THAT(s.log(), Contains("abi11: post exit=143"));
 }

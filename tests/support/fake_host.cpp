@@ -4,71 +4,68 @@
 
 namespace testenv {
 
-FakeHost::FakeHost(const std::string& plugin_path) {
+FakeHost::FakeHost(const std::string& plugin_path) : path_(plugin_path) {
   std::string why;
-  library_ = clsi::PluginLibrary::open(plugin_path, why);
-  if (!library_) throw std::runtime_error(why);
-  callbacks_ = {sizeof(clsi_host_callbacks_v1), this, &on_log, &on_set_env, &on_append};
+  if (!clsi::PluginLibrary::open(plugin_path, why)) throw std::runtime_error(why);
 }
 
 FakeHost::~FakeHost() {
-  instance_.reset();
+  host_.reset();
 }
 
 bool FakeHost::create(const std::string& config_path, std::string* why) {
   std::string w;
-  instance_.reset();
-  auto inst = clsi::PluginInstance::create(*library_, &callbacks_,
-                                           config_path.empty() ? nullptr : config_path.c_str(), w);
-  if (inst) instance_.emplace(std::move(*inst));
+  host_.reset();
+  host_ = clsi::PluginHost::load(
+      {{path_, config_path, false}},
+      [this](std::string_view, clsi_log_level level, std::string_view, std::string_view message) {
+        std::lock_guard lock(mu_);
+        logs_.push_back(std::to_string(level) + ": " + std::string(message));
+      },
+      w);
   if (why) *why = w;
-  return instance_.has_value();
-}
-
-clsi_compile_v1 FakeHost::facts(FakeCompile& c) const {
-  return {sizeof(clsi_compile_v1), &c,
-          c.project_id.c_str(),    c.user_id.c_str(),
-          c.compile_dir.c_str(),   c.allow_python_install ? 1 : 0,
-          c.time_left_ms};
+  return host_ != nullptr;
 }
 
 clsi_status FakeHost::pre(FakeCompile& c) {
-  auto f = facts(c);
-  c.in_pre = true;
-  c.pre_status = instance_->pre_compile(f, &c.compile_ptr);
-  c.in_pre = false;
+  clsi::CompileRequest r;
+  r.project_id = c.project_id;
+  r.user_id = c.user_id;
+  r.compile_dir = c.compile_dir;
+  r.permissions = c.permissions;
+  if (c.allow_python_install) r.permissions.emplace_back(CLSI_PERMISSION_PYTHON_INSTALL);
+  if (c.time_left_ms >= 0)
+    r.deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(c.time_left_ms);
+  r.base_env = c.base_env;
+  c.compile = std::make_unique<clsi::HostCompile>(*host_, std::move(r),
+                                                  [&c](std::string_view, std::string_view line) {
+                                                    std::lock_guard lock(c.mu);
+                                                    c.output.append(line);
+                                                    c.output.push_back('\n');
+                                                  });
+  auto result = c.compile->pre_compile();
+  c.pre_status = result.statuses.empty() ? CLSI_STATUS_NOTHING_TO_DO : result.statuses.back();
+  c.changes = c.compile->env_changes();
+  c.env.clear();
+  auto env = c.compile->environment();
+  for (const auto& ch : c.changes) {
+    for (const auto& kv : env) {
+      if (kv.compare(0, ch.name.size() + 1, ch.name + "=") == 0)
+        c.env[ch.name] = kv.substr(ch.name.size() + 1);
+    }
+  }
   return c.pre_status;
 }
 
 clsi_status FakeHost::post(FakeCompile& c, int exit_status, bool timed_out) {
-  auto f = facts(c);
-  clsi_compile_result_v1 r{sizeof(clsi_compile_result_v1), exit_status, timed_out ? 1 : 0, 10};
-  return instance_->post_compile(f, c.compile_ptr, r);
+  if (!c.compile) return CLSI_STATUS_ERROR;
+  auto statuses = c.compile->post_compile({exit_status, timed_out, 10});
+  return statuses.empty() ? CLSI_STATUS_ERROR : statuses.front();
 }
 
 std::vector<std::string> FakeHost::logs() const {
   std::lock_guard lock(mu_);
   return logs_;
-}
-
-void FakeHost::on_log(void* host_ptr, clsi_log_level level, const char* message) {
-  auto* self = static_cast<FakeHost*>(host_ptr);
-  std::lock_guard lock(self->mu_);
-  self->logs_.push_back(std::to_string(level) + ": " + (message ? message : ""));
-}
-
-int FakeHost::on_set_env(void* compile_host_ptr, const char* name, const char* value) {
-  auto* c = static_cast<FakeCompile*>(compile_host_ptr);
-  std::lock_guard lock(c->mu);
-  if (!c->in_pre) return -1;
-  c->env[name] = value;
-  return 0;
-}
-
-void FakeHost::on_append(void* compile_host_ptr, const char* text, size_t len) {
-  auto* c = static_cast<FakeCompile*>(compile_host_ptr);
-  std::lock_guard lock(c->mu);
-  c->output.append(text, len);
 }
 
 }  // namespace testenv

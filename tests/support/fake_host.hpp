@@ -1,5 +1,6 @@
-// A fake host: a filled-in callback table that records what the plugin does,
-// driving a plugin library through the real C ABI.
+// A fake host for plugin tests: drives a plugin library through the real C
+// ABI with the same per-compile rules as every host (clsi::PluginHost and
+// clsi::HostCompile), recording what the plugin does.
 #pragma once
 
 #include <map>
@@ -9,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "clsi/plugin_loader.hpp"
+#include "clsi/plugin_host.hpp"
 
 namespace testenv {
 
@@ -17,15 +18,17 @@ struct FakeCompile {
   std::string compile_dir;
   std::string project_id = "project-1";
   std::string user_id = "user-1";
-  bool allow_python_install = true;
+  bool allow_python_install = true;      // the python.install permission
+  std::vector<std::string> permissions;  // more permissions
   long long time_left_ms = -1;
+  std::vector<std::string> base_env;  // NAME=VALUE the command would get
 
   // Recorded.
-  std::map<std::string, std::string> env;
-  std::string output;
-  bool in_pre = false;
-  void* compile_ptr = nullptr;
+  std::map<std::string, std::string> env;  // what the plugins set (final values)
+  std::vector<clsi::EnvChange> changes;
+  std::string output;  // the plugins' lines, each ending in '\n'
   clsi_status pre_status = CLSI_STATUS_ERROR;
+  std::unique_ptr<clsi::HostCompile> compile;
   std::mutex mu;
 };
 
@@ -38,18 +41,12 @@ class FakeHost {
   bool create(const std::string& config_path, std::string* why = nullptr);
   clsi_status pre(FakeCompile& c);
   clsi_status post(FakeCompile& c, int exit_status = 0, bool timed_out = false);
-  // Everything the plugin wrote to the operator's log.
+  // Everything the plugin wrote to the operator's log ("LEVEL: message").
   std::vector<std::string> logs() const;
 
  private:
-  static void on_log(void* host_ptr, clsi_log_level level, const char* message);
-  static int on_set_env(void* compile_host_ptr, const char* name, const char* value);
-  static void on_append(void* compile_host_ptr, const char* text, size_t len);
-  clsi_compile_v1 facts(FakeCompile& c) const;
-
-  std::optional<clsi::PluginLibrary> library_;
-  std::optional<clsi::PluginInstance> instance_;
-  clsi_host_callbacks_v1 callbacks_{};
+  std::string path_;
+  std::unique_ptr<clsi::PluginHost> host_;
   mutable std::mutex mu_;
   std::vector<std::string> logs_;
 };

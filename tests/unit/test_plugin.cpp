@@ -2,6 +2,7 @@
 // directly with a counting process seam.
 #include <sys/stat.h>
 #include <catch2/catch.hpp>
+#include <cstddef>
 
 #include <atomic>
 #include <map>
@@ -135,14 +136,32 @@ TEST_CASE("plugin: a cache hit spawns no process, even in a fresh instance", "[p
     }
   } stop{service, serving};
 
+  // A host built against ABI 1.0: its structs end before the 1.1 fields, so
+  // this is also the 1.1 plugin in a 1.0 host (set_env only, no permissions).
   std::vector<std::string> output;
-  clsi_host_callbacks_v1 cb{sizeof(cb), nullptr, [](void*, clsi_log_level, const char*) {},
-                            [](void*, const char*, const char*) { return 0; },
-                            [](void* p, const char* t, size_t n) {
-                              static_cast<std::vector<std::string>*>(p)->emplace_back(t, n);
-                            }};
+  clsi_host_callbacks_v1 cb{};
+  cb.struct_size = offsetof(clsi_host_callbacks_v1, adjust_env_callback);
+  cb.log_callback = [](void*, clsi_log_level, const char*) {};
+  cb.set_env_callback = [](void*, const char*, const char*) { return 0; };
+  cb.append_output_callback = [](void* p, const char* t, size_t n) {
+    static_cast<std::vector<std::string>*>(p)->emplace_back(t, n);
+  };
+  // Fields a 1.0 host never wrote: garbage the plugin must not read.
+  cb.adjust_env_callback = reinterpret_cast<decltype(cb.adjust_env_callback)>(0x1);
+  cb.get_env_callback = reinterpret_cast<decltype(cb.get_env_callback)>(0x1);
+  cb.cancelled_callback = reinterpret_cast<decltype(cb.cancelled_callback)>(0x1);
+  cb.compile_log_callback = reinterpret_cast<decltype(cb.compile_log_callback)>(0x1);
   clsi::HostServices host(&cb);
-  clsi_compile_v1 facts{sizeof(facts), &output, "p", "u", w.dir.c_str(), 1, -1};
+  clsi_compile_v1 facts{};
+  facts.struct_size = offsetof(clsi_compile_v1, compile_id);
+  facts.compile_host_ptr = &output;
+  facts.project_id = "p";
+  facts.user_id = "u";
+  facts.compile_dir = w.dir.c_str();
+  facts.allow_python_install = 1;
+  facts.time_left_ms = -1;
+  facts.compile_id = reinterpret_cast<const char*>(0x1);
+  facts.permissions = reinterpret_cast<const char* const*>(0x1);
 
   {
     clsi::venv::VenvPlugin cold(*config, host, seams);

@@ -46,8 +46,12 @@ extern "C" {
 
 /* A change of major is incompatible: the entry symbol's name changes too. */
 #define CLSI_PLUGIN_ABI_MAJOR 1
-/* A change of minor only appends fields; older and newer minors interoperate. */
-#define CLSI_PLUGIN_ABI_MINOR 0
+/* A change of minor only appends fields; older and newer minors interoperate.
+ * 1.0: the first ABI.
+ * 1.1: environment adjustments (set / prepend / unset) and a read of the
+ *      command's environment; cancellation; a compile id and per-compile
+ *      operator log; a permission set; optional (NULL) hooks. */
+#define CLSI_PLUGIN_ABI_MINOR 1
 
 #define CLSI_PLUGIN_ENTRY clsi_plugin_entry_v1
 #define CLSI_PLUGIN_ENTRY_SYMBOL "clsi_plugin_entry_v1"
@@ -66,6 +70,22 @@ typedef enum clsi_status {
    * on_post_compile: logged by the host, never changes the compile result. */
   CLSI_STATUS_ERROR = 3
 } clsi_status;
+
+/* Since 1.1: how adjust_env_callback changes one variable. */
+typedef enum clsi_env_op {
+  /* NAME=VALUE, replacing whatever the command would have had. */
+  CLSI_ENV_SET = 0,
+  /* VALUE in front of a colon-separated list (PATH, JUPYTER_PATH): the
+   * command gets "VALUE:<what it would have had>", or just VALUE when the
+   * variable is unset or empty. Never loses what the base environment has. */
+  CLSI_ENV_PREPEND = 1,
+  /* Remove NAME (VALUE is ignored and may be NULL). */
+  CLSI_ENV_UNSET = 2
+} clsi_env_op;
+
+/* Since 1.1: the permission a user needs to have packages installed for a
+ * compile (the web tier grants it; default deny). */
+#define CLSI_PERMISSION_PYTHON_INSTALL "python.install"
 
 typedef enum clsi_log_level {
   CLSI_LOG_DEBUG = 0,
@@ -97,6 +117,36 @@ typedef struct clsi_host_callbacks_v1 {
    * Legal during on_pre_compile and on_post_compile of that compile, from the
    * hook's thread or any thread it waits for. Text should end lines with '\n'. */
   void (*append_output_callback)(void* compile_host_ptr, const char* text, size_t len);
+
+  /* ---- Since 1.1 (check struct_size before use) ---- */
+
+  /* Change one variable of this compile's command environment (see
+   * clsi_env_op). Legal only during on_pre_compile. Adjustments apply in
+   * plugin order, then in call order, to the environment the host gives the
+   * command; the host records which plugin made each one. set_env_callback
+   * is adjust_env_callback with CLSI_ENV_SET. Returns 0, non-zero if refused
+   * (wrong hook, invalid name, NULL value for SET or PREPEND). */
+  int (*adjust_env_callback)(void* compile_host_ptr, clsi_env_op op, const char* name,
+                             const char* value);
+
+  /* The value NAME has in the command's environment as it stands: the
+   * host's base environment with the adjustments made so far (earlier
+   * plugins', then this plugin's own). Legal during on_pre_compile. Copies
+   * the value, truncated to buf_size - 1 bytes and NUL-terminated, into buf
+   * (buf may be NULL when buf_size is 0) and returns its full length, or -1
+   * when NAME is unset. Call again with a larger buffer when the length
+   * returned is >= buf_size. */
+  long (*get_env_callback)(void* compile_host_ptr, const char* name, char* buf, size_t buf_size);
+
+  /* Non-zero once this compile was cancelled (the user stopped it, the host
+   * is shutting down) or its deadline passed. A hook that waits checks it
+   * at least every 200 ms and then returns promptly (FELL_BACK from
+   * on_pre_compile). Legal in both compile hooks, from any thread. */
+  int (*cancelled_callback)(void* compile_host_ptr);
+
+  /* The operator's log for one compile: the host adds the compile's id and
+   * the plugin's name. Legal in both compile hooks, from any thread. */
+  void (*compile_log_callback)(void* compile_host_ptr, clsi_log_level level, const char* message);
 } clsi_host_callbacks_v1;
 
 /* Per-compile facts. Owned by the host; valid for the duration of a hook call. */
@@ -110,6 +160,14 @@ typedef struct clsi_compile_v1 {
                                    The web tier decides; default deny (0). */
   int64_t time_left_ms;         /* ms before the compile's deadline at the time
                                    of the call; -1 = no deadline */
+
+  /* ---- Since 1.1 (check struct_size before use) ---- */
+  const char* compile_id; /* unique among this host's compiles; never NULL */
+  /* The permissions the web tier granted this user for this compile: a
+   * NULL-terminated list of names such as CLSI_PERMISSION_PYTHON_INSTALL;
+   * never NULL, may be empty. Supersedes allow_python_install, which a 1.1
+   * host still sets (to whether "python.install" is in the list). */
+  const char* const* permissions;
 } clsi_compile_v1;
 
 /* What happened to the compile command. Owned by the host; valid for the call. */
@@ -153,6 +211,16 @@ typedef struct clsi_plugin_v1 {
   /* Destroy the instance. No hook of it is running or will run. */
   void (*on_destroy)(void* plugin_ptr);
 } clsi_plugin_v1;
+
+/* Optional hooks (since 1.1): a 1.1 host accepts NULL for on_pre_compile,
+ * on_post_compile and on_destroy and skips the call; on_create is always
+ * required. A 1.0 host refuses such a table, so a plugin that leaves a hook
+ * NULL refuses hosts older than 1.1 in its entry (host_abi_minor < 1).
+ *
+ * Compatibility: a 1.0 plugin loads in a 1.1 host (the host reads no field
+ * past the sizes the plugin declares). A 1.1 plugin loads in a 1.0 host when
+ * it reads the 1.1 callbacks and compile fields only after checking
+ * struct_size, as the C++ glue (clsi/plugin_glue.hpp) does. */
 
 /*
  * The one exported symbol. The host passes the ABI it was built against.

@@ -10,8 +10,10 @@
 // and exports: CLSI_DEFINE_PLUGIN_ENTRY(Impl, "name", "version")
 #pragma once
 
+#include <cstddef>
 #include <exception>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -22,6 +24,12 @@
 #else
 #define CLSI_PLUGIN_EXPORT extern "C"
 #endif
+
+// True when a struct whose first member is its size has `field`: the side
+// that filled it was built against the minor that added the field, or later.
+#define CLSI_HAS_FIELD(ptr, type, field) \
+  ((ptr) != nullptr &&                   \
+   (ptr)->struct_size >= offsetof(type, field) + sizeof(((type*)nullptr)->field))
 
 namespace clsi {
 
@@ -38,7 +46,8 @@ class HostServices {
   const clsi_host_callbacks_v1* cb_;
 };
 
-// One hook call's view of a compile.
+// One hook call's view of a compile. The ABI 1.1 calls degrade to what a
+// 1.0 host can do (see each); check supports_env_adjust() when it matters.
 class CompileContext {
  public:
   CompileContext(const HostServices& host, const clsi_compile_v1* compile)
@@ -47,14 +56,68 @@ class CompileContext {
   [[nodiscard]] std::string_view project_id() const { return str(compile_->project_id); }
   [[nodiscard]] std::string_view user_id() const { return str(compile_->user_id); }
   [[nodiscard]] std::string_view compile_dir() const { return str(compile_->compile_dir); }
-  [[nodiscard]] bool allow_python_install() const { return compile_->allow_python_install != 0; }
+  // "" from a 1.0 host.
+  [[nodiscard]] std::string_view compile_id() const {
+    return CLSI_HAS_FIELD(compile_, clsi_compile_v1, compile_id) ? str(compile_->compile_id)
+                                                                 : std::string_view();
+  }
+  // From a 1.0 host only CLSI_PERMISSION_PYTHON_INSTALL is known (its flag).
+  [[nodiscard]] bool has_permission(std::string_view name) const {
+    if (CLSI_HAS_FIELD(compile_, clsi_compile_v1, permissions) && compile_->permissions) {
+      for (const char* const* p = compile_->permissions; *p != nullptr; ++p)
+        if (name == *p) return true;
+      return false;
+    }
+    return name == CLSI_PERMISSION_PYTHON_INSTALL && compile_->allow_python_install != 0;
+  }
+  [[nodiscard]] bool allow_python_install() const {
+    return has_permission(CLSI_PERMISSION_PYTHON_INSTALL);
+  }
   // -1: no deadline.
   [[nodiscard]] long long time_left_ms() const { return compile_->time_left_ms; }
+  // The compile was cancelled or its deadline passed (always false from a
+  // 1.0 host, which cannot say; the deadline is still in time_left_ms).
+  [[nodiscard]] bool cancelled() const {
+    auto* cb = host_.callbacks();
+    return CLSI_HAS_FIELD(cb, clsi_host_callbacks_v1, cancelled_callback) &&
+           cb->cancelled_callback != nullptr &&
+           cb->cancelled_callback(compile_->compile_host_ptr) != 0;
+  }
 
   bool set_env(const std::string& name, const std::string& value) const {
     auto* cb = host_.callbacks();
     return cb && cb->set_env_callback &&
            cb->set_env_callback(compile_->compile_host_ptr, name.c_str(), value.c_str()) == 0;
+  }
+  // The host takes set / prepend / unset (ABI 1.1).
+  [[nodiscard]] bool supports_env_adjust() const {
+    auto* cb = host_.callbacks();
+    return CLSI_HAS_FIELD(cb, clsi_host_callbacks_v1, get_env_callback) &&
+           cb->adjust_env_callback != nullptr && cb->get_env_callback != nullptr;
+  }
+  // False when refused, or when the host is 1.0 (then only set_env works).
+  bool adjust_env(clsi_env_op op, const std::string& name, const std::string& value = {}) const {
+    if (!supports_env_adjust()) return false;
+    auto* cb = host_.callbacks();
+    return cb->adjust_env_callback(compile_->compile_host_ptr, op, name.c_str(),
+                                   op == CLSI_ENV_UNSET ? nullptr : value.c_str()) == 0;
+  }
+  // What the command would get for `name` so far; nullopt when unset or when
+  // the host is 1.0 (which cannot say).
+  [[nodiscard]] std::optional<std::string> get_env(const std::string& name) const {
+    if (!supports_env_adjust()) return std::nullopt;
+    auto* cb = host_.callbacks();
+    std::string buf(256, '\0');
+    for (;;) {
+      long n =
+          cb->get_env_callback(compile_->compile_host_ptr, name.c_str(), buf.data(), buf.size());
+      if (n < 0) return std::nullopt;
+      if (static_cast<std::size_t>(n) < buf.size()) {
+        buf.resize(static_cast<std::size_t>(n));
+        return buf;
+      }
+      buf.assign(static_cast<std::size_t>(n) + 1, '\0');
+    }
   }
   // Appends text to output.log; a '\n' is added when missing.
   void append(std::string_view text) const {
@@ -64,7 +127,16 @@ class CompileContext {
     if (line.empty() || line.back() != '\n') line.push_back('\n');
     cb->append_output_callback(compile_->compile_host_ptr, line.data(), line.size());
   }
-  void log(clsi_log_level level, const std::string& message) const { host_.log(level, message); }
+  // The operator's log, tagged with this compile where the host can (1.1).
+  void log(clsi_log_level level, const std::string& message) const {
+    auto* cb = host_.callbacks();
+    if (CLSI_HAS_FIELD(cb, clsi_host_callbacks_v1, compile_log_callback) &&
+        cb->compile_log_callback != nullptr) {
+      cb->compile_log_callback(compile_->compile_host_ptr, level, message.c_str());
+      return;
+    }
+    host_.log(level, message);
+  }
 
  private:
   static std::string_view str(const char* s) {
