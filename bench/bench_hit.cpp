@@ -199,11 +199,19 @@ int processes_spawned_by_a_fresh_hit() {
   };
   std::string output;
   clsi_host_callbacks_v1 cb{
-      sizeof(cb), nullptr, [](void*, clsi_log_level, const char*) {},
+      sizeof(cb),
+      nullptr,
+      [](void*, clsi_log_level, const char*) {},
       [](void*, const char*, const char*) { return 0; },
-      [](void* p, const char* t, size_t n) { static_cast<std::string*>(p)->append(t, n); }};
+      [](void* p, const char* t, size_t n) { static_cast<std::string*>(p)->append(t, n); },
+      nullptr,
+      nullptr,
+      nullptr,
+      nullptr};
   clsi::HostServices services(&cb);
-  clsi_compile_v1 facts{sizeof(facts), &output, "p", "u", g_world->project.c_str(), 1, 240000};
+  const char* const permissions[] = {CLSI_PERMISSION_PYTHON_INSTALL, nullptr};
+  clsi_compile_v1 facts{sizeof(facts), &output, "p",        "u", g_world->project.c_str(), 1,
+                        240000,        "bench", permissions};
   clsi::venv::VenvPlugin fresh(*config, services, seams);
   clsi::CompileContext ctx(services, &facts);
   void* state = nullptr;

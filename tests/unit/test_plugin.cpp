@@ -350,14 +350,22 @@ TEST_CASE("plugin: an exception at any step of pre-compile falls back", "[plugin
     std::map<std::string, std::string>* env;
   } sinks{&output, &env};
   clsi_host_callbacks_v1 cb{
-      sizeof(cb), nullptr, [](void*, clsi_log_level, const char*) {},
+      sizeof(cb),
+      nullptr,
+      [](void*, clsi_log_level, const char*) {},
       [](void* p, const char* n, const char* v) {
         (*static_cast<Sinks*>(p)->env)[n] = v;
         return 0;
       },
-      [](void* p, const char* t, size_t n) { static_cast<Sinks*>(p)->out->emplace_back(t, n); }};
+      [](void* p, const char* t, size_t n) { static_cast<Sinks*>(p)->out->emplace_back(t, n); },
+      nullptr,
+      nullptr,
+      nullptr,
+      nullptr};  // a host without the 1.1 callbacks
   clsi::HostServices host(&cb);
-  clsi_compile_v1 facts{sizeof(facts), &sinks, "p", "u", w.dir.c_str(), 1, -1};
+  const char* const permissions[] = {CLSI_PERMISSION_PYTHON_INSTALL, nullptr};
+  clsi_compile_v1 facts{sizeof(facts), &sinks,        "p", "u", w.dir.c_str(), 1, -1,
+                        "c1",          permissions};
   clsi::venv::VenvPlugin plugin(*config, host, seams);
   clsi::CompileContext ctx(host, &facts);
   void* state = nullptr;
