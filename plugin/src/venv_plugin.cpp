@@ -273,6 +273,11 @@ clsi_status VenvPlugin::ask_service(CompileContext& ctx, Want& want, void** comp
                               "); this is a problem of the compile service, not of ./" +
                               want.file_name);
   }
+  if (answer.timed_out && Clock::now() < want.compile_deadline) {
+    return fall_back(ctx, "the compile was cancelled while the environment for ./" +
+                              want.file_name +
+                              " was being prepared; the build goes on in the background");
+  }
   if (answer.timed_out) {
     return fall_back(ctx, "the environment for ./" + want.file_name +
                               " is being prepared in the background and was not ready before "

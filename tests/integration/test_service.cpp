@@ -385,6 +385,10 @@ TEST_CASE("service: SIGTERM to clsi-runner ends a compile waiting for a build at
   CHECK(status == 128 + SIGTERM);
   CHECK(took < std::chrono::seconds(3));  // the design says within 1 s; generous for CI
   CHECK_THAT(log, Contains("stopped by Terminated while plugin python-venv was preparing it"));
+  // The plugin saw the cancellation (ABI 1.1) and returned: nothing abandoned,
+  // its post-compile ran.
+  CHECK_THAT(log, !Contains("abandoned"));
+  CHECK_THAT(log, Contains("the compile was cancelled while the environment"));
   CHECK_THAT(log, !Contains("RENDER ran"));
   // The build went on in the service; the next compile uses it.
   auto next = w.compile(w.project("alpha\n"));
