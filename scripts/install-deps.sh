@@ -9,9 +9,13 @@ packages=(
   libssl-dev libyaml-cpp-dev catch2 nlohmann-json3-dev
   python3 python3-venv python3-pip
   python3-ipykernel python3-nbclient python3-nbformat python3-jupyter-client python3-jupyter-core
-  clang-format
+  clang-format clang-tidy
   util-linux passwd
 )
+# Node and npm for the addon in host-node/ (any Node >= 18 will do: one
+# installed otherwise, e.g. from NodeSource, is used as it is).
+if ! command -v node >/dev/null 2>&1; then packages+=(nodejs); fi
+if ! command -v npm >/dev/null 2>&1; then packages+=(npm); fi
 
 missing=()
 for p in "${packages[@]}"; do

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Installs what is missing, builds, checks formatting, and runs every test:
-# once in a normal build and once under AddressSanitizer + UBSan; then the
-# unit tests under ThreadSanitizer.
+# Installs what is missing, checks formatting (clang-format) and runs the
+# static analysis (clang-tidy), builds, and runs every test: once in a normal
+# build and once under AddressSanitizer + UBSan; then the unit tests under
+# ThreadSanitizer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,12 +14,59 @@ echo "== format check (clang-format)"
 files=$(git ls-files '*.cpp' '*.hpp' '*.h' 2>/dev/null || find host-api plugin tests bench -name '*.[ch]pp' -o -name '*.h')
 clang-format --dry-run -Werror $files
 
+# clang-tidy reads build/compile_commands.json, so build/ is configured here;
+# nothing has to be compiled first (no source includes a generated header).
+cmake -S . -B build -DCLSI_BUILD_TESTS=ON -DCMAKE_EXPORT_COMPILE_COMMANDS=ON >/dev/null
+if [ "${CLSI_SKIP_TIDY:-0}" != 1 ]; then
+  echo "== static analysis (clang-tidy)"
+  bash scripts/clang-tidy.sh build
+fi
+
 echo "== build (build/)"
-cmake -S . -B build -DCLSI_BUILD_TESTS=ON >/dev/null
 cmake --build build -j"$jobs"
 
 echo "== tests (build/)"
 (cd build && ctest -j"$jobs" --output-on-failure)
+
+# The Node-API addon, built in build/ against the headers npm installs
+# (package-lock.json pins them), and its tests with Node's own runner.
+echo "== Node addon (host-node/)"
+if [ ! -f host-node/node_modules/node-addon-api/napi.h ] ||
+  [ ! -f host-node/node_modules/node-api-headers/include/node_api.h ]; then
+  (cd host-node && npm ci --no-audit --no-fund)
+fi
+cmake -S . -B build -DCLSI_BUILD_TESTS=ON -DCLSI_BUILD_NODE=ON >/dev/null
+cmake --build build -j"$jobs" --target clsi_plugin_host_node fixture_node_waiter
+echo "node $(node --version)"
+CLSI_BUILD_DIR="$PWD/build" CLSI_NODE_ADDON="$PWD/build/lib" node --test host-node/test/*.test.js
+
+# ---- SDK (issue 12): the installed SDK must be enough to build, test and
+# load a second plugin. Installs build/ into a fresh prefix, builds the
+# example plugin in examples/plugins/project-bin/ out of tree against it
+# (CMAKE_PREFIX_PATH; its own Catch2 tests use the installed test kit and
+# clsi-runner), then loads it in the installed clsi-runner together with
+# python-venv. The temporary directory is kept when a step fails.
+echo "== SDK: install, then build and test the example plugin out of tree"
+cmake --build build -j"$jobs"  # everything the install needs (a no-op after the steps above)
+sdk_tmp=$(mktemp -d "${TMPDIR:-/tmp}/clsi-sdk.XXXXXX")
+echo "SDK scratch: $sdk_tmp"
+cmake --install build --prefix "$sdk_tmp/prefix" >/dev/null
+cmake -S examples/plugins/project-bin -B "$sdk_tmp/project-bin" \
+  -DCMAKE_PREFIX_PATH="$sdk_tmp/prefix" >/dev/null
+cmake --build "$sdk_tmp/project-bin" -j"$jobs"
+(cd "$sdk_tmp/project-bin" && ctest -j"$jobs" --output-on-failure)
+mkdir -p "$sdk_tmp/project/bin"
+printf '#!/bin/sh\necho "made by $0"\n' >"$sdk_tmp/project/bin/make-figures"
+chmod +x "$sdk_tmp/project/bin/make-figures"
+OVERLEAF_ENABLE_PROJECT_PYTHON_VENV=false "$sdk_tmp/prefix/bin/clsi-runner" \
+  --plugin build/lib/clsi_python_venv.so --plugin-config plugin.yaml \
+  --plugin "$sdk_tmp/project-bin/clsi_project_bin.so" \
+  --plugin-config examples/plugins/project-bin/project-bin.conf \
+  --compile-dir "$sdk_tmp/project" -- sh -c make-figures  # the runner resolves COMMAND on its own PATH
+cat "$sdk_tmp/project/output.log"
+grep -qF "made by $sdk_tmp/project/bin/make-figures" "$sdk_tmp/project/output.log"
+rm -rf "$sdk_tmp"
+# ---- end of the SDK block
 
 if [ "${CLSI_SKIP_SANITIZERS:-0}" != 1 ]; then
   echo "== build with ASan + UBSan (build-asan/)"

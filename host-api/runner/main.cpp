@@ -43,7 +43,7 @@ constexpr auto kCancelGrace = std::chrono::milliseconds(800);
 // 2 -> "2", 0.5 -> "0.5".
 std::string format_seconds(double s) {
   char buf[32];
-  std::snprintf(buf, sizeof buf, "%g", s);
+  (void)std::snprintf(buf, sizeof buf, "%g", s);
   return buf;
 }
 
@@ -79,6 +79,7 @@ struct Options {
   double timeout_s = -1;
   std::string run_as;  // empty: the runner's own user
   bool no_network = false;
+  bool help = false;
   std::vector<std::string> command;
 };
 
@@ -137,8 +138,8 @@ bool parse_args(int argc, char** argv, Options& o, std::string& why) {
         return false;
       }
     } else if (a == "-h" || a == "--help") {
-      std::fputs(kUsage, stdout);
-      std::exit(0);
+      o.help = true;
+      return true;
     } else {
       why = "unknown argument '" + a + "'";
       return false;
@@ -303,8 +304,12 @@ std::vector<std::string> command_environment(std::vector<std::string> env,
                                              const std::map<std::string, std::string>& overrides) {
   std::erase_if(
       env, [&](const std::string& kv) { return overrides.count(kv.substr(0, kv.find('='))) != 0; });
-  for (const auto& [name, value] : overrides)
-    env.push_back(name + "=" + value);
+  for (const auto& [name, value] : overrides) {
+    std::string kv = name;
+    kv += '=';
+    kv += value;
+    env.push_back(std::move(kv));
+  }
   return env;
 }
 
@@ -319,9 +324,9 @@ std::string describe(const clsi::EnvChange& c) {
   }
 }
 
-std::string resolve_command(const std::string& cmd) {
+// `path`: the runner's PATH, read before any thread started.
+std::string resolve_command(const std::string& cmd, const char* path) {
   if (cmd.find('/') != std::string::npos) return cmd;
-  const char* path = std::getenv("PATH");
   std::string p = path ? path : "/usr/local/bin:/usr/bin:/bin";
   size_t start = 0;
   while (start <= p.size()) {
@@ -340,21 +345,27 @@ std::string resolve_command(const std::string& cmd) {
 int main(int argc, char** argv) {
   Options opt;
   std::string why;
+  // NOLINTNEXTLINE(concurrency-mt-unsafe): no thread has started yet
+  const char* runner_path = std::getenv("PATH");
   if (!parse_args(argc, argv, opt, why)) {
-    std::fprintf(stderr, "clsi-runner: %s\n%s", why.c_str(), kUsage);
+    (void)std::fprintf(stderr, "clsi-runner: %s\n%s", why.c_str(), kUsage);
     return kStatusRunnerError;
+  }
+  if (opt.help) {
+    (void)std::fputs(kUsage, stdout);
+    return 0;
   }
   // An unknown user or a runner that cannot sandbox fails before anything runs.
   std::optional<CommandUser> command_user;
   if (!opt.run_as.empty()) {
     command_user = resolve_user(opt.run_as, why);
     if (!command_user) {
-      std::fprintf(stderr, "clsi-runner: %s\n", why.c_str());
+      (void)std::fprintf(stderr, "clsi-runner: %s\n", why.c_str());
       return kStatusRunnerError;
     }
   }
   if (!can_isolate(opt, why)) {
-    std::fprintf(stderr, "clsi-runner: %s\n", why.c_str());
+    (void)std::fprintf(stderr, "clsi-runner: %s\n", why.c_str());
     return kStatusRunnerError;
   }
   std::map<std::string, std::string> env_overrides;
@@ -375,7 +386,7 @@ int main(int argc, char** argv) {
   sigemptyset(&stop_signals);
   for (int s : {SIGINT, SIGTERM, SIGHUP})
     sigaddset(&stop_signals, s);
-  ::sigprocmask(SIG_BLOCK, &stop_signals, nullptr);
+  ::pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   clsi::UniqueFd sigfd(::signalfd(-1, &stop_signals, SFD_CLOEXEC | SFD_NONBLOCK));
   auto pending_signal = [&]() -> int {
     signalfd_siginfo si{};
@@ -385,20 +396,20 @@ int main(int argc, char** argv) {
   // Load, check and create every plugin before anything runs.
   auto host = clsi::PluginHost::load(opt.plugins, &operator_log, why);
   if (!host) {
-    std::fprintf(stderr, "clsi-runner: %s\n", why.c_str());
+    (void)std::fprintf(stderr, "clsi-runner: %s\n", why.c_str());
     return kStatusRunnerError;
   }
 
   struct stat st {};
   if (::stat(opt.compile_dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
-    std::fprintf(stderr, "clsi-runner: compile directory %s does not exist\n",
-                 opt.compile_dir.c_str());
+    (void)std::fprintf(stderr, "clsi-runner: compile directory %s does not exist\n",
+                       opt.compile_dir.c_str());
     return kStatusRunnerError;
   }
   char real[PATH_MAX];
   if (::realpath(opt.compile_dir.c_str(), real) == nullptr) {
-    std::fprintf(stderr, "clsi-runner: %s: %s\n", opt.compile_dir.c_str(),
-                 clsi::errno_text(errno).c_str());
+    (void)std::fprintf(stderr, "clsi-runner: %s: %s\n", opt.compile_dir.c_str(),
+                       clsi::errno_text(errno).c_str());
     return kStatusRunnerError;
   }
   std::string compile_dir = real;
@@ -406,8 +417,8 @@ int main(int argc, char** argv) {
   clsi::UniqueFd log_fd(::open(
       log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0644));
   if (!log_fd) {
-    std::fprintf(stderr, "clsi-runner: cannot write %s: %s\n", log_path.c_str(),
-                 clsi::errno_text(errno).c_str());
+    (void)std::fprintf(stderr, "clsi-runner: cannot write %s: %s\n", log_path.c_str(),
+                       clsi::errno_text(errno).c_str());
     return kStatusRunnerError;
   }
   OutputLog log(std::move(log_fd));
@@ -489,7 +500,7 @@ int main(int argc, char** argv) {
     if (!why_stopped.empty() && !hooks_returned) {
       log.line(stopped_line + " (the plugin did not return; abandoned)");
       (void)compile.post_compile({status, timed_out_early, 0});
-      std::fflush(stderr);
+      (void)std::fflush(stderr);
       ::_exit(status);  // no destructors: the abandoned hook may still be running
     }
     hooks.join();
@@ -513,7 +524,7 @@ int main(int argc, char** argv) {
                (env_overrides.count(change.name) ? " (replaced for --run-as)" : ""));
     }
     clsi::SpawnOptions so;
-    so.executable = resolve_command(opt.command[0]);
+    so.executable = resolve_command(opt.command[0], runner_path);
     so.args.assign(opt.command.begin() + 1, opt.command.end());
     so.env = command_environment(compile.environment(), env_overrides);
     so.cwd = compile_dir;
@@ -532,13 +543,13 @@ int main(int argc, char** argv) {
     auto child = clsi::Child::spawn(so, ec);
     if (!child && clsi::is_isolation_error(ec)) {
       log.line("cannot start the command in its sandbox: " + ec.message());
-      std::fprintf(stderr, "clsi-runner: cannot start %s in its sandbox: %s\n",
-                   opt.command[0].c_str(), ec.message().c_str());
+      (void)std::fprintf(stderr, "clsi-runner: cannot start %s in its sandbox: %s\n",
+                         opt.command[0].c_str(), ec.message().c_str());
       result.exit_status = kStatusRunnerError;
     } else if (!child) {
       log.line("cannot run " + opt.command[0] + ": " + ec.message());
-      std::fprintf(stderr, "clsi-runner: cannot run %s: %s\n", opt.command[0].c_str(),
-                   ec.message().c_str());
+      (void)std::fprintf(stderr, "clsi-runner: cannot run %s: %s\n", opt.command[0].c_str(),
+                         ec.message().c_str());
       result.exit_status = ec == std::errc::no_such_file_or_directory ? 127 : 126;
     } else {
       pollfd fds[2] = {{child->exit_fd(), POLLIN, 0}, {sigfd.get(), POLLIN, 0}};

@@ -129,11 +129,11 @@ int prepare_program(const std::vector<int>& inherit, bool isolate_network, const
                     bool die_with_parent, pid_t parent) {
   sigset_t none;
   sigemptyset(&none);
-  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  ::pthread_sigmask(SIG_SETMASK, &none, nullptr);
   // Ignored signals stay ignored across exec: the program starts with every
   // disposition at its default, whatever the host or a supervisor ignores.
   for (int sig = 1; sig < NSIG; ++sig)
-    if (sig != SIGKILL && sig != SIGSTOP) ::signal(sig, SIG_DFL);
+    if (sig != SIGKILL && sig != SIGSTOP) (void)::signal(sig, SIG_DFL);
   for (int fd : inherit)
     ::fcntl(fd, F_SETFD, 0);
   // The namespace first: creating it needs the privileges dropped below.
@@ -350,7 +350,7 @@ void reap_tree(pid_t self) {
   ::sigaction(SIGCHLD, &deflt, nullptr);
   sigset_t none;
   sigemptyset(&none);
-  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  ::pthread_sigmask(SIG_SETMASK, &none, nullptr);
   ::prctl(PR_SET_CHILD_SUBREAPER, 1);
   if (::getppid() != host) ::_exit(1);  // the host died before the program started
   pid_t self = ::getpid();
@@ -430,11 +430,13 @@ std::optional<Child> Child::spawn_contained(const SpawnOptions& options, std::er
   argv_text.push_back(options.executable);
   argv_text.insert(argv_text.end(), options.args.begin(), options.args.end());
   std::vector<char*> argv;
+  argv.reserve(argv_text.size() + 1);
   for (auto& a : argv_text)
     argv.push_back(a.data());
   argv.push_back(nullptr);
   std::vector<std::string> env_text = options.env;
   std::vector<char*> envp;
+  envp.reserve(env_text.size() + 1);
   for (auto& e : env_text)
     envp.push_back(e.data());
   envp.push_back(nullptr);

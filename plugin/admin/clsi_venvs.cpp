@@ -7,24 +7,30 @@
 //   clsi-venvs stats  --config YAML [--json | --prometheus]
 //   clsi-venvs serve  --config YAML            the build service: the store's only writer
 #include <fcntl.h>
-#include <pthread.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
-#include <fstream>
 #include <iostream>
 #include <map>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "builder.hpp"
+#include "clsi/errno_text.hpp"
+#include "clsi/unique_fd.hpp"
 #include "config.hpp"
 #include "eviction.hpp"
 #include "key.hpp"
@@ -54,13 +60,19 @@ struct Args {
   bool json = false;
   bool prometheus = false;
   bool dry_run = false;
+  bool help = false;  // -h or --help: print the usage, do nothing else
   long long max_total_mb = -1;
   std::vector<std::string> positional;
 };
 
+// A command line this command does not take. main() says why, prints the
+// usage and returns 2; thrown rather than exit()ing from where it is found.
+struct UsageError {
+  std::string why;
+};
+
 [[noreturn]] void usage_error(const std::string& why) {
-  std::fprintf(stderr, "clsi-venvs: %s\n%s", why.c_str(), kUsage);
-  std::exit(2);
+  throw UsageError{why};
 }
 
 Args parse(int argc, char** argv) {
@@ -76,8 +88,12 @@ Args parse(int argc, char** argv) {
     auto number = [&](const std::string& v) {
       char* end = nullptr;
       long long n = std::strtoll(v.c_str(), &end, 10);
-      if (v.empty() || *end != '\0' || n < 0)
-        usage_error(s + " takes a whole number, not '" + v + "'");
+      if (v.empty() || *end != '\0' || n < 0) {
+        std::string why = s + " takes a whole number, not '";
+        why += v;
+        why += '\'';
+        usage_error(why);
+      }
       return n;
     };
     if (s == "--config")
@@ -93,8 +109,8 @@ Args parse(int argc, char** argv) {
     else if (s == "--max-total-mb")
       a.max_total_mb = number(value());
     else if (s == "-h" || s == "--help") {
-      std::fputs(kUsage, stdout);
-      std::exit(0);
+      a.help = true;
+      return a;
     } else if (!s.empty() && s[0] == '-')
       usage_error("unknown option " + s);
     else
@@ -112,7 +128,7 @@ std::string json_string(const std::string& s) {
       out += static_cast<char>(c);
     } else if (c < 0x20) {
       char buf[8];
-      std::snprintf(buf, sizeof buf, "\\u%04x", c);
+      (void)std::snprintf(buf, sizeof buf, "\\u%04x", c);  // fits: 6 characters
       out += buf;
     } else {
       out += static_cast<char>(c);
@@ -236,9 +252,9 @@ int cmd_remove(const Config& config, const Args& a) {
   auto lock = KeyLock::open(store.lock_path(key), true);
   if (!lock) throw std::runtime_error(lock.error());
   if (!lock->try_lock(KeyLock::Mode::kExclusive)) {
-    std::fprintf(stderr,
-                 "clsi-venvs: environment %s is in use by a compile or being built; not removed\n",
-                 short_key(key).c_str());
+    (void)std::fprintf(
+        stderr, "clsi-venvs: environment %s is in use by a compile or being built; not removed\n",
+        short_key(key).c_str());
     return 1;
   }
   if (auto r = store.remove_env(key); !r) throw std::runtime_error(r.error());
@@ -297,23 +313,36 @@ int cmd_serve(const Config& config, const Args& /*a*/) {
   for (int sig : {SIGTERM, SIGINT, SIGHUP})
     sigaddset(&stop, sig);
   ::pthread_sigmask(SIG_BLOCK, &stop, nullptr);  // before any thread starts: all inherit it
-  ::signal(SIGPIPE, SIG_IGN);
+  (void)::signal(SIGPIPE, SIG_IGN);  // fails only for a signal number that does not exist
+  // The signal thread waits for a stop signal (blocked, so it is read from a
+  // descriptor) and for the service to have returned, whichever comes first:
+  // nothing has to be sent to the thread to end its wait.
+  clsi::UniqueFd stop_signals(::signalfd(-1, &stop, SFD_CLOEXEC));
+  if (!stop_signals) {
+    (void)std::fprintf(stderr, "clsi-venvs serve: signalfd: %s\n", clsi::errno_text(errno).c_str());
+    return 1;
+  }
+  clsi::UniqueFd returned(::eventfd(0, EFD_CLOEXEC));
+  if (!returned) {
+    (void)std::fprintf(stderr, "clsi-venvs serve: eventfd: %s\n", clsi::errno_text(errno).c_str());
+    return 1;
+  }
   BuildService service(config, default_process_runner(), [](std::string_view line) {
     std::cerr << "clsi-venvs serve: " << line << '\n' << std::flush;
   });
   if (auto s = service.start(); !s) {
-    std::fprintf(stderr, "clsi-venvs serve: %s\n", s.error().c_str());
+    (void)std::fprintf(stderr, "clsi-venvs serve: %s\n", s.error().c_str());
     return 1;
   }
   std::thread signals([&] {
-    int sig = 0;
-    ::sigwait(&stop, &sig);
-    service.request_stop();
+    pollfd fds[2] = {{stop_signals.get(), POLLIN, 0}, {returned.get(), POLLIN, 0}};
+    while (::poll(fds, 2, -1) < 0 && errno == EINTR) {
+    }
+    service.request_stop();  // nothing more once the service has returned
   });
   service.run();
-  // After a stop request the signal thread has returned; otherwise this is
-  // what ends its wait.
-  ::pthread_kill(signals.native_handle(), SIGTERM);
+  std::uint64_t one = 1;
+  (void)!::write(returned.get(), &one, sizeof one);  // the signal thread's wait ends
   signals.join();
   return 0;
 }
@@ -342,10 +371,18 @@ int cmd_stats(const Config& config, const Args& a) {
   std::map<std::string, long long> counts = {
       {"hit", 0}, {"miss", 0}, {"build", 0}, {"failure", 0}, {"evict", 0}};
   std::vector<double> build_seconds;
-  std::ifstream in(store.events_path());
-  std::string line;
-  while (std::getline(in, line)) {
-    std::istringstream ls(line);
+  // Opened without following a symlink or blocking on a FIFO in its place;
+  // only a regular file is read.
+  std::unique_ptr<FILE, int (*)(FILE*)> events(nullptr, &std::fclose);
+  const int fd =
+      ::open(store.events_path().c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  struct stat st {};
+  if (fd >= 0 && ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) events.reset(::fdopen(fd, "r"));
+  if (!events && fd >= 0) ::close(fd);
+  char* raw = nullptr;
+  std::size_t cap = 0;
+  while (events && ::getline(&raw, &cap, events.get()) > 0) {
+    std::istringstream ls(raw);
     long long t = 0;
     std::string kind, key;
     double value = 0;
@@ -353,6 +390,7 @@ int cmd_stats(const Config& config, const Args& a) {
     ++counts[kind];
     if (kind == "build") build_seconds.push_back(value);
   }
+  std::free(raw);
   auto p = percentiles(build_seconds);
   auto usage = store_usage(store);
   if (a.prometheus) {
@@ -410,24 +448,34 @@ int cmd_stats(const Config& config, const Args& a) {
 
 int main(int argc, char** argv) {
   ::umask(022);  // whatever this command creates, compile hosts can read
-  Args a = parse(argc, argv);
-  auto config =
-      load_config(a.config.c_str(), [](const char* n) -> const char* { return std::getenv(n); });
-  if (!config) {
-    std::fprintf(stderr, "clsi-venvs: %s\n", config.error().c_str());
+  try {
+    Args a = parse(argc, argv);
+    if (a.help) {
+      (void)std::fputs(kUsage, stdout);
+      return 0;
+    }
+    auto config = load_config(a.config.c_str(), [](const char* n) -> const char* {
+      return std::getenv(n);  // NOLINT(concurrency-mt-unsafe): no thread has started yet
+    });
+    if (!config) {
+      (void)std::fprintf(stderr, "clsi-venvs: %s\n", config.error().c_str());
+      return 2;
+    }
+    if (!a.venvs_dir.empty()) config->venvs_dir = a.venvs_dir;
+    try {
+      if (a.command == "list") return cmd_list(*config, a);
+      if (a.command == "gc") return cmd_gc(*config, a);
+      if (a.command == "warm") return cmd_warm(*config, a);
+      if (a.command == "remove") return cmd_remove(*config, a);
+      if (a.command == "stats") return cmd_stats(*config, a);
+      if (a.command == "serve") return cmd_serve(*config, a);
+    } catch (const std::exception& e) {
+      (void)std::fprintf(stderr, "clsi-venvs %s: %s\n", a.command.c_str(), e.what());
+      return 1;
+    }
+    usage_error("unknown command '" + a.command + "'");
+  } catch (const UsageError& e) {
+    (void)std::fprintf(stderr, "clsi-venvs: %s\n%s", e.why.c_str(), kUsage);
     return 2;
   }
-  if (!a.venvs_dir.empty()) config->venvs_dir = a.venvs_dir;
-  try {
-    if (a.command == "list") return cmd_list(*config, a);
-    if (a.command == "gc") return cmd_gc(*config, a);
-    if (a.command == "warm") return cmd_warm(*config, a);
-    if (a.command == "remove") return cmd_remove(*config, a);
-    if (a.command == "stats") return cmd_stats(*config, a);
-    if (a.command == "serve") return cmd_serve(*config, a);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "clsi-venvs %s: %s\n", a.command.c_str(), e.what());
-    return 1;
-  }
-  usage_error("unknown command '" + a.command + "'");
 }

@@ -39,9 +39,7 @@ BuildOutcome build_locked(const Config& config, const Store& store, const Proces
   auto built = installer.build(request, log);
   if (built.ok) {
     // Written by our code after pip, so a wheel cannot choose the kernel.
-    if (auto k = write_kernelspec(store.env_dir(request.key),
-                                  "Python 3 (project environment " + id + ")");
-        !k) {
+    if (auto k = write_kernelspec(store.env_dir(request.key), kernel_display_name(id)); !k) {
       (void)store.remove_env(request.key);
       built.ok = false;
       built.failure = k.error();
@@ -66,7 +64,7 @@ BuildOutcome build_locked(const Config& config, const Store& store, const Proces
   store.forget_failure(request.key);
   store.append_event("build", request.key, built.record.build_seconds);
   char secs[32];
-  std::snprintf(secs, sizeof secs, "%.1f", built.record.build_seconds);
+  (void)std::snprintf(secs, sizeof secs, "%.1f", built.record.build_seconds);  // cut short at worst
   log(note("built environment " + id + " in " + secs + " s (" +
            std::to_string(built.record.installed.size()) + " package(s), " +
            human_size(built.record.size_bytes) + ")"));

@@ -28,9 +28,11 @@ class Reader {
     for (const auto& kv : map) {
       auto k = kv.first.as<std::string>();
       if (!known.count(k)) {
-        throw ConfigError{file_ + ": unknown key python_venv." +
-                          (prefix.empty() ? "" : prefix + ".") + k + " (known: " + join(known) +
-                          ")"};
+        std::string what = file_ + ": unknown key python_venv.";
+        if (!prefix.empty()) what += prefix + ".";
+        what += k;
+        what += " (known: " + join(known) + ")";
+        throw ConfigError{std::move(what)};
       }
     }
   }

@@ -15,7 +15,7 @@ struct Caps {
   int install_timeout_s = 600;      // the whole build: venv + pip
   std::int64_t max_venv_mb = 2048;  // one venv on disk
   int max_packages = 100;           // distributions installed, dependencies included
-  std::int64_t max_requirements_bytes = 64 * 1024;  // size of the requirements file
+  std::int64_t max_requirements_bytes = std::int64_t{64} * 1024;  // size of the requirements file
   int max_requirement_lines = 200;      // requirement lines (comments and blanks excluded)
   std::int64_t max_venv_files = 50000;  // files, directories and links in one venv
 };

@@ -26,7 +26,7 @@ constexpr std::size_t kMaxDepth = 128;
 // Symlinks followed while resolving one link, as the kernel's MAXSYMLINKS.
 constexpr int kMaxHops = 40;
 // The venv's own files are a few KB; larger ones are compared by metadata only.
-constexpr off_t kMaxOwnFileBytes = 1024 * 1024;
+constexpr off_t kMaxOwnFileBytes = off_t{1024} * 1024;
 
 // Names and paths come from wheels: keep control characters (a newline
 // would forge a line of output.log) and unbounded lengths out of messages.
@@ -130,6 +130,17 @@ DIR* open_listing(int fd) {
   return d;
 }
 
+// The next entry of a listing, or nullptr at its end or on an error (errno
+// says which, when the caller cleared it). readdir races only with calls on
+// the same stream (glibc: "MT-Unsafe race:dirstream"; readdir(3)), and every
+// DIR* here is opened by the function that reads it and never leaves its
+// thread. std::filesystem's iterators, which call readdir too, cannot list a
+// directory by descriptor, and these walks need that: nothing in a venv is
+// resolved by path, since names come from wheels.
+dirent* next_entry(DIR* dir) {
+  return ::readdir(dir);  // NOLINT(concurrency-mt-unsafe): a stream of this thread's own, above
+}
+
 // Calls `visit(rel, st, parent_fd, name)` for every entry under `root_fd`,
 // depth first, never following a symlink; stops when it returns false.
 // Entries that vanish meanwhile (pip is still writing while the install is
@@ -155,7 +166,7 @@ Expected<bool> walk_tree(int root_fd, const Visitor& visit) {
   while (!stack.frames.empty()) {
     DIR* dir = stack.frames.back().dir;
     errno = 0;
-    dirent* e = ::readdir(dir);
+    dirent* e = next_entry(dir);
     if (e == nullptr) {
       if (errno != 0) {
         return Error{"cannot list " + printable(stack.frames.back().rel) + ": " +
@@ -386,7 +397,8 @@ Expected<bool> for_each_record_path(int fd, std::size_t max_bytes,
     if (n == 0) break;
     total += static_cast<std::size_t>(n);
     if (total > max_bytes) {
-      return Error{"RECORD is larger than " + std::to_string(max_bytes / (1024 * 1024)) + " MiB"};
+      return Error{"RECORD is larger than " +
+                   std::to_string(max_bytes / (std::size_t{1024} * 1024)) + " MiB"};
     }
     for (ssize_t i = 0; i < n; ++i) {
       char c = chunk[static_cast<std::size_t>(i)];
@@ -552,7 +564,7 @@ Expected<std::string> find_site_packages(const std::string& venv,
   DIR* d = open_listing(lib->get());
   if (d == nullptr) return Error{"cannot list the venv's lib/: " + clsi::errno_text(errno)};
   std::vector<std::string> found;
-  while (dirent* e = ::readdir(d)) {
+  while (dirent* e = next_entry(d)) {
     std::string name = e->d_name;
     if (name.rfind("python", 0) != 0) continue;
     struct stat st {};
@@ -590,7 +602,7 @@ Expected<std::vector<Distribution>> read_distributions(const std::string& venv,
   {
     DIR* d = open_listing(sp->get());
     if (d == nullptr) return Error{"cannot list " + site_packages + ": " + clsi::errno_text(errno)};
-    while (dirent* e = ::readdir(d)) {
+    while (dirent* e = next_entry(d)) {
       std::string_view n = e->d_name;
       if (ends_with(n, ".dist-info") || ends_with(n, ".egg-info")) names.emplace_back(n);
     }

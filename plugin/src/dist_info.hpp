@@ -22,8 +22,8 @@ namespace clsi::venv {
 
 // Bounds on what is read from a wheel's files: a METADATA's header block (its
 // body, the long description, is never read) and a RECORD.
-constexpr std::size_t kMaxMetadataHeaderBytes = 256 * 1024;
-constexpr std::size_t kMaxRecordBytes = 32 * 1024 * 1024;
+constexpr std::size_t kMaxMetadataHeaderBytes = std::size_t{256} * 1024;
+constexpr std::size_t kMaxRecordBytes = std::size_t{32} * 1024 * 1024;
 
 struct MetadataHeaders {
   std::string name;     // Name:, as written

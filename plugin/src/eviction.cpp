@@ -15,11 +15,11 @@ namespace clsi::venv {
 namespace {
 
 std::string mb(std::int64_t bytes) {
-  return std::to_string((bytes + 512 * 1024) / (1024 * 1024)) + " MB";
+  return std::to_string((bytes + std::int64_t{512} * 1024) / (std::int64_t{1024} * 1024)) + " MB";
 }
 
 // Temporary build directories and trash older than this are garbage.
-constexpr std::int64_t kStaleTempSeconds = 24 * 3600;
+constexpr std::int64_t kStaleTempSeconds = std::int64_t{24} * 3600;
 
 }  // namespace
 

@@ -228,7 +228,7 @@ BuildResult Installer::build(const BuildRequest& req, const LineSink& log) const
 
   std::int64_t size = contents->usage.bytes;
   if (size > cap_bytes) {
-    return fail("the venv is " + std::to_string(size / (1024 * 1024)) +
+    return fail("the venv is " + std::to_string(size / (std::int64_t{1024} * 1024)) +
                 " MB, over caps.max_venv_mb (" + std::to_string(config_.caps.max_venv_mb) + " MB)");
   }
   if (static_cast<int>(installed.size()) > config_.caps.max_packages) {

@@ -48,14 +48,19 @@ std::string kernelspec_json(const std::string& venv, const std::string& display_
   return spec.dump(1) + "\n";
 }
 
+std::string kernel_display_name(const std::string& short_key) {
+  return "Python 3 (project environment " + short_key + ")";
+}
+
 Expected<bool> write_kernelspec(const std::string& venv, const std::string& display_name) {
   const std::string where = "the kernelspec in " + venv;
   UniqueFd dir(::open(venv.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
   if (!dir) return Error{"cannot write " + where + ": " + clsi::errno_text(errno)};
+  const std::string cannot_write = "cannot write " + where + ": ";
   for (const char* part : {"share", "jupyter", "kernels", "python3"}) {
     std::string why;
     dir = open_subdir(dir.get(), part, why);
-    if (!dir) return Error{"cannot write " + where + ": " + why};
+    if (!dir) return Error{cannot_write + why};
   }
   const std::string text = kernelspec_json(venv, display_name);
   constexpr const char* kTmp = ".kernel.json.tmp";

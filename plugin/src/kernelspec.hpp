@@ -18,6 +18,8 @@ std::string jupyter_data_dir(const std::string& venv);
 std::string kernelspec_path(const std::string& venv);
 // The kernel.json text: argv starts with <venv>/bin/python3.
 std::string kernelspec_json(const std::string& venv, const std::string& display_name);
+// "Python 3 (project environment <short key>)": the name every venv's spec has.
+std::string kernel_display_name(const std::string& short_key);
 
 // Writes the venv's python3 kernelspec, replacing whatever a wheel may have
 // installed there. Creates share/jupyter/kernels/python3 one level at a time

@@ -29,7 +29,7 @@ std::string sha256_hex(std::string_view data) {
   }
   static const char* const kHex = "0123456789abcdef";
   std::string out;
-  out.reserve(len * 2);
+  out.reserve(std::size_t{len} * 2);
   for (unsigned int i = 0; i < len; ++i) {
     out += kHex[digest[i] >> 4];
     out += kHex[digest[i] & 0xf];
@@ -44,7 +44,7 @@ std::string fnv1a64_hex(std::string_view data) {
     h *= 1099511628211ULL;
   }
   char buf[17];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
+  (void)std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));  // fits
   return buf;
 }
 

@@ -1,6 +1,7 @@
 #include "lock.hpp"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -24,12 +25,20 @@ bool set_lock(int fd, short type) {
   return r == 0;
 }
 
+// Only regular files are ever locked, by anyone: a FIFO or directory in a
+// lock file's place holds nobody's lease, so the build service may replace it.
+bool regular(int fd) {
+  struct stat st {};
+  return ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+}
+
 }  // namespace
 
 Expected<KeyLock> KeyLock::open(const std::string& path, bool create) {
   int flags = O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | (create ? O_CREAT : 0);
   UniqueFd fd(::open(path.c_str(), flags, 0644));
   if (!fd) return Error{"cannot open the lock file " + path + ": " + clsi::errno_text(errno)};
+  if (!regular(fd.get())) return Error{"the lock file " + path + " is not a regular file"};
   KeyLock l;
   l.fd_ = std::move(fd);
   return l;
@@ -38,6 +47,7 @@ Expected<KeyLock> KeyLock::open(const std::string& path, bool create) {
 Expected<KeyLock> KeyLock::open_for_lease(const std::string& path) {
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK));
   if (!fd) return Error{"cannot open the lock file " + path + ": " + clsi::errno_text(errno)};
+  if (!regular(fd.get())) return Error{"the lock file " + path + " is not a regular file"};
   KeyLock l;
   l.fd_ = std::move(fd);
   return l;

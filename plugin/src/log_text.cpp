@@ -7,13 +7,13 @@ namespace {
 
 std::string hex_byte(unsigned char c) {
   char buf[8];
-  std::snprintf(buf, sizeof buf, "\\x%02x", c);
+  (void)std::snprintf(buf, sizeof buf, "\\x%02x", c);  // fits: 4 characters
   return buf;
 }
 
 std::string code_point(unsigned cp) {
   char buf[12];
-  std::snprintf(buf, sizeof buf, "\\u%04x", cp);
+  (void)std::snprintf(buf, sizeof buf, "\\u%04x", cp);  // fits: at most 10 characters
   return buf;
 }
 

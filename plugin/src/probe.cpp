@@ -9,12 +9,12 @@
 #include <cerrno>
 #include <climits>
 #include <cstring>
-#include <fstream>
 #include <sstream>
 
 #include "clsi/errno_text.hpp"
 #include "isolation.hpp"
 #include "key.hpp"
+#include "store.hpp"
 
 namespace clsi::venv {
 namespace {
@@ -78,12 +78,10 @@ Expected<InterpreterFacts> InterpreterProbe::facts(const std::string& base_pytho
   std::string file = probe_dir_ + "/" + fnv1a64_hex(fp);
   std::string text;
   if (read_only_) {
-    if (auto t = read_trusted_file(file, owner_, 64 * 1024)) text = std::move(*t);
-  } else {
-    std::ifstream in(file);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    text = ss.str();
+    if (auto t = read_trusted_file(file, owner_, std::size_t{64} * 1024)) text = std::move(*t);
+  } else if (auto t = read_small_regular_file(file)) {
+    // Never blocks on a FIFO, nor follows a symlink, planted in its place.
+    text = std::move(*t);
   }
   if (!text.empty()) {
     auto kv = parse_kv(text);

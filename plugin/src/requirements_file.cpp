@@ -39,8 +39,10 @@ Expected<std::optional<RequirementsFile>> read_requirements_file(
       return Error{"./" + name + ": cannot read: " + clsi::errno_text(errno)};
     }
     auto refuse = [&](const std::string& what) -> Expected<std::optional<RequirementsFile>> {
-      return Error{"./" + name + ": refused: " + what +
-                   " (only a regular file at the project root is read)"};
+      std::string text = "./" + name + ": refused: ";
+      text += what;
+      text += " (only a regular file at the project root is read)";
+      return Error{std::move(text)};
     };
     if (!S_ISREG(st.st_mode)) return refuse(std::string("it is ") + kind_of(st.st_mode));
     // O_NOFOLLOW and O_NONBLOCK: the entry may have been swapped since fstatat.

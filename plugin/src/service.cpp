@@ -104,6 +104,12 @@ Expected<bool> BuildService::start() {
   if (auto ok = check_store_ownership(store_, me); !ok) return ok;
   // One service per store: a second one would take builds from under the first.
   const std::string lock_path = store_.root() + "/service.lock";
+  // No service can hold its lock through a symlink or a directory (neither
+  // opens for writing without following): one in its place is removed.
+  if (::lstat(lock_path.c_str(), &st) == 0 && (S_ISLNK(st.st_mode) || S_ISDIR(st.st_mode))) {
+    std::error_code ec;
+    std::filesystem::remove_all(lock_path, ec);
+  }
   store_lock_.reset(
       ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0644));
   struct flock fl {};
@@ -384,7 +390,11 @@ void BuildService::serve_build(protocol::LineChannel& ch, const protocol::BuildR
   }
   if (!job) {
     auto check = check_venv(store_, ::geteuid(), key, canonical);
-    if (check.state == VenvState::kUsable) {
+    // A compile can lease it only through a lock file that is a regular file;
+    // the build below makes one, and finds the venv complete.
+    struct stat lock_st {};
+    if (check.state == VenvState::kUsable &&
+        ::lstat(store_.lock_path(key).c_str(), &lock_st) == 0 && S_ISREG(lock_st.st_mode)) {
       store_.append_event("hit", key);
       send(done_ok(key));
       return;
@@ -519,6 +529,13 @@ Event BuildService::build(Job& job) {
     oplog_("environment " + id + ": " + why);
     return done_failed(cause, why, job.key);
   };
+  // Only a regular lock file is ever locked (KeyLock): anything else in its
+  // place (a symlink, a FIFO, a directory) holds no lease and is replaced.
+  struct stat lock_st {};
+  if (::lstat(store_.lock_path(job.key).c_str(), &lock_st) == 0 && !S_ISREG(lock_st.st_mode)) {
+    std::error_code ec;
+    std::filesystem::remove_all(store_.lock_path(job.key), ec);
+  }
   auto lock = KeyLock::open(store_.lock_path(job.key), true);
   if (!lock) return fail(Cause::kService, lock.error());
   if (config_.service.lease_gid >= 0 &&

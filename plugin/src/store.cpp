@@ -40,11 +40,15 @@ bool is_key(const std::string& s) {
 
 Expected<bool> Store::ensure_layout() const {
   // Every directory, every time: one that was deleted is made again (a
-  // mkdir of one that exists is a cheap EEXIST).
+  // mkdir of one that exists is a cheap EEXIST), and a file, FIFO or symlink
+  // in a directory's place is removed first (the root is the operator's).
   for (const auto& d :
        {root_, envs_dir(), root_ + "/locks", probes_dir(), tmp_dir(), trash_dir(), failures_dir(),
         logs_dir(), keys_dir(), root_ + "/cache", pip_cache_dir()}) {
-    if (::mkdir(d.c_str(), 0755) != 0 && errno != EEXIST) {
+    struct stat st {};
+    if (d != root_ && ::lstat(d.c_str(), &st) == 0 && !S_ISDIR(st.st_mode))
+      (void)::unlink(d.c_str());
+    if (::mkdir(d.c_str(), d == pip_cache_dir() ? 0700 : 0755) != 0 && errno != EEXIST) {
       return Error{"cannot create the venv store directory " + d + ": " + clsi::errno_text(errno)};
     }
   }
@@ -57,7 +61,12 @@ bool Store::is_complete(const std::string& key) const {
 }
 
 Expected<bool> Store::remove_env(const std::string& key) const {
-  ::unlink(record_path(key).c_str());  // first: the venv stops being "complete"
+  // First: the venv stops being "complete". A directory in the record's
+  // place would keep the next record from being renamed into it.
+  if (::unlink(record_path(key).c_str()) != 0 && errno == EISDIR) {
+    std::error_code ec;
+    fs::remove_all(record_path(key), ec);
+  }
   std::string dir = env_dir(key);
   struct stat st {};
   if (::lstat(dir.c_str(), &st) != 0) return true;
@@ -205,10 +214,11 @@ void Store::append_event(std::string_view kind, const std::string& key, double v
 
 std::string human_size(std::int64_t bytes) {
   char buf[32];
-  if (bytes < 1024 * 1024) {
-    std::snprintf(buf, sizeof buf, "%lld KB", static_cast<long long>((bytes + 1023) / 1024));
+  // Both fit: an int64 is at most 19 digits, as KB or as MB.
+  if (bytes < std::int64_t{1024} * 1024) {
+    (void)std::snprintf(buf, sizeof buf, "%lld KB", static_cast<long long>((bytes + 1023) / 1024));
   } else {
-    std::snprintf(buf, sizeof buf, "%.1f MB", static_cast<double>(bytes) / (1024.0 * 1024.0));
+    (void)std::snprintf(buf, sizeof buf, "%.1f MB", static_cast<double>(bytes) / (1024.0 * 1024.0));
   }
   return buf;
 }
@@ -219,7 +229,8 @@ std::string format_utc(std::int64_t unix_seconds, const char* format) {
   std::tm tm{};
   ::gmtime_r(&t, &tm);
   char buf[64];
-  std::strftime(buf, sizeof buf, format, &tm);
+  // 0: the text does not fit (or is empty), and buf's contents are unspecified.
+  if (std::strftime(buf, sizeof buf, format, &tm) == 0) return "-";
   return buf;
 }
 

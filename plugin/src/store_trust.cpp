@@ -1,13 +1,13 @@
 #include "store_trust.hpp"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <pwd.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
-#include <memory>
+#include <filesystem>
+#include <system_error>
 #include <vector>
 
 #include "clsi/errno_text.hpp"
@@ -79,18 +79,22 @@ Expected<bool> check_store_ownership(const Store& store, uid_t me) {
       store.logs_dir(), store.root() + "/cache", store.pip_cache_dir()};
   for (const auto& d : dirs) {
     if (::lstat(d.c_str(), &st) != 0) {
-      if (errno == ENOENT) continue;  // created by the service with the right owner
+      // Created by the service with the right owner.
+      if (errno == ENOENT || errno == ENOTDIR) continue;
       return Error{"cannot inspect " + d + ": " + clsi::errno_text(errno)};
     }
+    // A file, FIFO or symlink of the service's own in a directory's place is
+    // replaced by Store::ensure_layout.
+    if (!S_ISDIR(st.st_mode) && d != store.root() && st.st_uid == me) continue;
     if (!S_ISDIR(st.st_mode)) return Error{d + " is not a directory"};
     if (!owned_and_private(st, me)) return Error{describe(d, st, me)};
     if (d == store.root()) continue;
-    std::unique_ptr<DIR, int (*)(DIR*)> dir(::opendir(d.c_str()), &::closedir);
-    if (!dir) return Error{"cannot list " + d + ": " + clsi::errno_text(errno)};
-    while (auto* e = ::readdir(dir.get())) {
-      std::string name = e->d_name;
-      if (name == "." || name == "..") continue;
-      std::string p = d + "/" + name;
+    std::error_code ec;
+    std::filesystem::directory_iterator it(d, ec);  // skips "." and ".."
+    if (ec) return Error{"cannot list " + d + ": " + clsi::errno_text(ec.value())};
+    // An error while listing ends the listing, as the end of it does.
+    for (; !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
+      const std::string p = it->path().string();   // d + "/" + the entry's name
       if (::lstat(p.c_str(), &st) != 0) continue;  // gone meanwhile
       if (!owned_and_private(st, me) && !S_ISLNK(st.st_mode)) return Error{describe(p, st, me)};
       if (S_ISLNK(st.st_mode) && st.st_uid != me) return Error{describe(p, st, me)};

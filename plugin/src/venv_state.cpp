@@ -5,6 +5,8 @@
 
 #include <optional>
 
+#include "kernelspec.hpp"
+#include "key.hpp"
 #include "store_trust.hpp"
 
 namespace clsi::venv {
@@ -58,6 +60,13 @@ VenvCheck check_venv(const Store& store, uid_t owner, const std::string& key,
   std::string py = store.env_dir(key) + "/bin/python3";
   if (::stat(py.c_str(), &st) != 0 || st.st_dev != recorded->dev || st.st_ino != recorded->ino)
     return {VenvState::kUnhealthy, "its interpreter is no longer the one it was made with"};
+  // Jupyter starts the cells' kernel from this spec: one that is gone or
+  // changed would run them elsewhere (the base interpreter, without the
+  // packages), so it must be exactly what the service wrote.
+  const std::string venv = store.env_dir(key);
+  auto spec = read_trusted_file(kernelspec_path(venv), owner, std::size_t{64} * 1024);
+  if (!spec || *spec != kernelspec_json(venv, kernel_display_name(short_key(key))))
+    return {VenvState::kUnhealthy, "its kernelspec is missing or is not the one it was made with"};
   return {VenvState::kUsable, {}};
 }
 

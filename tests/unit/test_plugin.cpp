@@ -364,8 +364,7 @@ TEST_CASE("plugin: an exception at any step of pre-compile falls back", "[plugin
       nullptr};  // a host without the 1.1 callbacks
   clsi::HostServices host(&cb);
   const char* const permissions[] = {CLSI_PERMISSION_PYTHON_INSTALL, nullptr};
-  clsi_compile_v1 facts{sizeof(facts), &sinks,        "p", "u", w.dir.c_str(), 1, -1,
-                        "c1",          permissions};
+  clsi_compile_v1 facts{sizeof(facts), &sinks, "p", "u", w.dir.c_str(), 1, -1, "c1", permissions};
   clsi::venv::VenvPlugin plugin(*config, host, seams);
   clsi::CompileContext ctx(host, &facts);
   void* state = nullptr;

@@ -1,8 +1,18 @@
-#include "fake_host.hpp"
+#include "clsi/testkit/fake_host.hpp"
 
+#include <chrono>
 #include <stdexcept>
+#include <utility>
 
-namespace testenv {
+namespace clsi::testkit {
+
+std::optional<std::string> FakeCompile::command_env(const std::string& name) const {
+  const std::string prefix = name + "=";
+  for (const auto& kv : environment) {
+    if (kv.compare(0, prefix.size(), prefix) == 0) return kv.substr(prefix.size());
+  }
+  return std::nullopt;
+}
 
 FakeHost::FakeHost(const std::string& plugin_path) : path_(plugin_path) {
   std::string why;
@@ -28,6 +38,7 @@ bool FakeHost::create(const std::string& config_path, std::string* why) {
 }
 
 clsi_status FakeHost::pre(FakeCompile& c) {
+  if (!host_) throw std::logic_error("FakeHost::pre before a successful create()");
   clsi::CompileRequest r;
   r.project_id = c.project_id;
   r.user_id = c.user_id;
@@ -46,13 +57,10 @@ clsi_status FakeHost::pre(FakeCompile& c) {
   auto result = c.compile->pre_compile();
   c.pre_status = result.statuses.empty() ? CLSI_STATUS_NOTHING_TO_DO : result.statuses.back();
   c.changes = c.compile->env_changes();
+  c.environment = c.compile->environment();
   c.env.clear();
-  auto env = c.compile->environment();
   for (const auto& ch : c.changes) {
-    for (const auto& kv : env) {
-      if (kv.compare(0, ch.name.size() + 1, ch.name + "=") == 0)
-        c.env[ch.name] = kv.substr(ch.name.size() + 1);
-    }
+    if (auto value = c.command_env(ch.name)) c.env[ch.name] = *value;
   }
   return c.pre_status;
 }
@@ -60,7 +68,8 @@ clsi_status FakeHost::pre(FakeCompile& c) {
 clsi_status FakeHost::post(FakeCompile& c, int exit_status, bool timed_out) {
   if (!c.compile) return CLSI_STATUS_ERROR;
   auto statuses = c.compile->post_compile({exit_status, timed_out, 10});
-  return statuses.empty() ? CLSI_STATUS_ERROR : statuses.front();
+  c.post_status = statuses.empty() ? CLSI_STATUS_ERROR : statuses.front();
+  return c.post_status;
 }
 
 std::vector<std::string> FakeHost::logs() const {
@@ -68,4 +77,4 @@ std::vector<std::string> FakeHost::logs() const {
   return logs_;
 }
 
-}  // namespace testenv
+}  // namespace clsi::testkit
