@@ -91,6 +91,8 @@ BuildService::~BuildService() {
   for (auto& w : workers_)
     if (w.joinable()) w.join();
   if (gc_thread_.joinable()) gc_thread_.join();
+  for (auto& [id, t] : connection_threads_)  // run() joined them, unless it never ran
+    if (t.joinable()) t.join();
 }
 
 Expected<bool> BuildService::start() {
@@ -218,6 +220,7 @@ void BuildService::run() {
   while (!stopping()) {
     pollfd fds[2] = {{listener_.get(), POLLIN, 0}, {wake_.get(), POLLIN, 0}};
     if (::poll(fds, 2, 1000) > 0 && (fds[0].revents & POLLIN)) accept_one();
+    join_ended_connections();
   }
   oplog_("stopping: running builds are stopped and removed");
   listener_.reset();
@@ -238,12 +241,13 @@ void BuildService::run() {
   }
   cv_.notify_all();
   // Connections still open are cut, so their threads end promptly; they use
-  // this object, so run() returns only when every one has.
+  // this object, so run() returns only when every one has been joined.
   std::unique_lock lock(mu_);
   for (int fd : live_)
     ::shutdown(fd, SHUT_RDWR);
   cv_.wait(lock, [&] { return connections_ == 0; });
   lock.unlock();
+  join_ended_connections();
   oplog_("stopped");
 }
 
@@ -282,28 +286,44 @@ void BuildService::accept_one() {
                   " may not use this build service (service.allowed_uids / allowed_gids)");
   }
   const int raw = fd.get();
+  const std::uint64_t id = next_connection_++;
   {
     std::lock_guard lock(mu_);
     if (connections_ >= kMaxConnections) return refuse("the build service is busy");
     ++connections_;
     live_.insert(raw);
   }
-  // Notified under the lock: once it is released, run() may return and this
-  // object go, so a detached thread must not touch it after that.
-  auto done = [this, raw] {
+  auto done = [this, raw, id] {
     std::lock_guard lock(mu_);
     --connections_;
     live_.erase(raw);
+    ended_connections_.push_back(id);
     cv_.notify_all();
   };
   try {
-    std::thread([this, fd = std::move(fd), peer, done]() mutable {
-      serve(std::move(fd), peer);
-      done();
-    }).detach();
+    connection_threads_.emplace(id, std::thread([this, fd = std::move(fd), peer, done]() mutable {
+                                  serve(std::move(fd), peer);
+                                  done();
+                                }));
   } catch (const std::system_error& e) {  // out of threads (a pids limit)
     done();
     oplog_(std::string("cannot serve a connection: ") + e.what());
+  }
+}
+
+// Joins the threads of connections that have been served (each is at its
+// very end, so this does not wait), from the accept thread.
+void BuildService::join_ended_connections() {
+  std::vector<std::uint64_t> ended;
+  {
+    std::lock_guard lock(mu_);
+    ended.swap(ended_connections_);
+  }
+  for (auto id : ended) {
+    auto it = connection_threads_.find(id);
+    if (it == connection_threads_.end()) continue;
+    if (it->second.joinable()) it->second.join();
+    connection_threads_.erase(it);
   }
 }
 

@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <cstdint>
 #include <deque>
 #include <map>
 #include <memory>
@@ -84,6 +85,12 @@ class BuildService {
   int connections_ = 0;
   std::set<int> live_;  // descriptors of connections being served
   std::map<uid_t, protocol::Clock::time_point> refusals_logged_;  // accept thread only
+  // Connection threads, joined (never detached): each has ended, with its
+  // thread-local state (OpenSSL's among it) freed, before run() returns.
+  std::map<std::uint64_t, std::thread> connection_threads_;  // accept thread only
+  std::uint64_t next_connection_ = 0;                        // accept thread only
+  std::vector<std::uint64_t> ended_connections_;             // under mu_: to be joined
+  void join_ended_connections();
   std::vector<std::thread> workers_;
   std::thread gc_thread_;
 };
