@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs clang-tidy, with the checks of .clang-tidy, over every source file of
-# host-api/ and plugin/ that the build compiles (their headers are checked
-# through HeaderFilterRegex), in parallel; fails on any finding.
+# host-api/, plugin/ and host-node/ (the Node addon, when the build has it)
+# that the build compiles (their headers are checked through
+# HeaderFilterRegex), in parallel; fails on any finding.
 #
 #   bash scripts/clang-tidy.sh [BUILD_DIR]        BUILD_DIR defaults to build
 #
@@ -33,7 +34,7 @@ seen = set()
 for entry in json.load(open(db)):
     path = os.path.realpath(os.path.join(entry["directory"], entry["file"]))
     rel = os.path.relpath(path, root)
-    if rel.split(os.sep)[0] in ("host-api", "plugin") and rel not in seen:
+    if rel.split(os.sep)[0] in ("host-api", "plugin", "host-node") and rel not in seen:
         seen.add(rel)
         print(rel)
 EOF

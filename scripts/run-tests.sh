@@ -14,6 +14,14 @@ echo "== format check (clang-format)"
 files=$(git ls-files '*.cpp' '*.hpp' '*.h' 2>/dev/null || find host-api plugin tests bench -name '*.[ch]pp' -o -name '*.h')
 clang-format --dry-run -Werror $files
 
+# The Node-API addon's build dependencies (headers only; package-lock.json
+# pins them), before build/ is configured: CMake turns the addon on when
+# they are there, and clang-tidy checks it with the rest.
+if [ ! -f host-node/node_modules/node-addon-api/napi.h ] ||
+  [ ! -f host-node/node_modules/node-api-headers/include/node_api.h ]; then
+  (cd host-node && npm ci --no-audit --no-fund)
+fi
+
 # clang-tidy reads build/compile_commands.json, so build/ is configured here;
 # nothing has to be compiled first (no source includes a generated header).
 cmake -S . -B build -DCLSI_BUILD_TESTS=ON -DCMAKE_EXPORT_COMPILE_COMMANDS=ON >/dev/null
@@ -31,10 +39,6 @@ echo "== tests (build/)"
 # The Node-API addon, built in build/ against the headers npm installs
 # (package-lock.json pins them), and its tests with Node's own runner.
 echo "== Node addon (host-node/)"
-if [ ! -f host-node/node_modules/node-addon-api/napi.h ] ||
-  [ ! -f host-node/node_modules/node-api-headers/include/node_api.h ]; then
-  (cd host-node && npm ci --no-audit --no-fund)
-fi
 cmake -S . -B build -DCLSI_BUILD_TESTS=ON -DCLSI_BUILD_NODE=ON >/dev/null
 cmake --build build -j"$jobs" --target clsi_plugin_host_node fixture_node_waiter
 echo "node $(node --version)"
