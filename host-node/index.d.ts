@@ -32,8 +32,15 @@ export interface LoadOptions {
   log?: ((entry: LogEntry) => void) | null;
 }
 
+/**
+ * Every option is checked before any hook starts: a TypeError (or, for a
+ * compile directory that is missing or not a directory, an Error) means no
+ * hook ran and there is nothing to post-compile.
+ */
 export interface PreCompileOptions {
+  /** At most 1024 characters, no control characters or line breaks (numbers and objects with their own toString are taken as strings). */
   projectId?: string;
+  /** As projectId. */
   userId?: string;
   /** The compile directory (made absolute). */
   compileDir: string;
@@ -48,11 +55,14 @@ export interface PreCompileOptions {
   timeoutMs?: number;
   /** The environment the command would get without plugins. Default: process.env. */
   baseEnv?: Record<string, string | undefined>;
-  /** Unique among this host's compiles; default: made up. */
+  /** The compile's id in log lines (as projectId); not checked for uniqueness. Default: made up, unique in this process. */
   compileId?: string;
   /** Each whole line a plugin writes for the user's output.log, as it is written. */
   onLine?: (plugin: string, line: string) => void;
-  /** Aborting it cancels the compile: waiting hooks return promptly (and fall back). */
+  /**
+   * Aborting it cancels the compile: waiting hooks return promptly (and fall back).
+   * Aborted already: preCompile rejects with the signal's AbortError and no hook runs.
+   */
   signal?: AbortSignal;
 }
 
@@ -98,10 +108,16 @@ export declare class Compile {
   /**
    * The post-compile hooks (in reverse plugin order), off the event loop.
    * Once: later calls settle as the first did. A compile garbage-collected
-   * without it gets it anyway (exit status -1).
+   * without it gets it anyway (exit status -1). Takes anything: an outcome that
+   * is not an object, and values that are not numbers, count as unknown
+   * (exit status -1, duration 0); the hooks run all the same.
    */
-  postCompile(outcome?: CompileOutcome): Promise<PostCompileResult>;
-  /** Tells the compile's hooks that it was cancelled (thread-safe, idempotent). */
+  postCompile(outcome?: CompileOutcome | null): Promise<PostCompileResult>;
+  /**
+   * Marks the compile cancelled for the hooks still to run (the post-compile
+   * hooks; thread-safe, idempotent). The pre-compile hooks have returned by
+   * the time a Compile exists: to cancel those, abort PreCompileOptions.signal.
+   */
   cancel(): void;
 }
 
@@ -119,7 +135,9 @@ export declare class PluginHost {
    * Refuses new compiles, waits for every compile to finish (its postCompile
    * done, or garbage-collected), then unloads the plugins. force: cancels the
    * hooks that run and post-compiles (exit status -1) the compiles that wait.
-   * Rejects when called again.
+   * Rejects when called again. While it waits it keeps the process alive: one
+   * compile held and never post-compiled makes it wait for good (an idle
+   * process may never collect it); use force on shutdown.
    */
   close(options?: { force?: boolean }): Promise<void>;
 }

@@ -67,7 +67,59 @@ function guarded(fn, what) {
   };
 }
 
+// Ids reach log lines and the build service's requests: a string (or a
+// number, or an object with its own toString, such as a MongoDB ObjectId) of
+// at most MAX_ID_LENGTH characters without control characters.
+const MAX_ID_LENGTH = 1024;
+function idString(value, what) {
+  if (value === undefined || value === null) return '';
+  let s;
+  if (typeof value === 'string') s = value;
+  else if (typeof value === 'number' || typeof value === 'bigint') s = String(value);
+  else if (typeof value === 'object' && value.toString !== Object.prototype.toString) s = String(value);
+  else throw new TypeError(`${what} must be a string`);
+  if (s.length > MAX_ID_LENGTH) throw new TypeError(`${what} is longer than ${MAX_ID_LENGTH} characters`);
+  // eslint-disable-next-line no-control-regex
+  if (/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/.test(s)) {
+    throw new TypeError(`${what} must not contain control characters or line breaks`);
+  }
+  return s;
+}
+
+function optionalFunction(fn, what) {
+  if (fn === undefined || fn === null) return undefined;
+  if (typeof fn !== 'function') throw new TypeError(`${what} must be a function`);
+  return fn;
+}
+
+// Checked before anything starts, so that a bad signal cannot leave a
+// compile started and never post-compiled.
+function checkSignal(signal) {
+  if (signal === undefined || signal === null) return undefined;
+  if (
+    typeof signal !== 'object' ||
+    typeof signal.aborted !== 'boolean' ||
+    typeof signal.addEventListener !== 'function' ||
+    typeof signal.removeEventListener !== 'function'
+  ) {
+    throw new TypeError('signal must be an AbortSignal');
+  }
+  return signal;
+}
+
+function abortError(signal) {
+  if (signal.reason instanceof Error) return signal.reason;
+  const err = new Error('the compile was aborted before it started');
+  err.name = 'AbortError';
+  err.code = 'ABORT_ERR';
+  if (signal.reason !== undefined) err.cause = signal.reason;
+  return err;
+}
+
 function envEntries(baseEnv) {
+  if (baseEnv === null || typeof baseEnv !== 'object' || Array.isArray(baseEnv)) {
+    throw new TypeError('baseEnv must be an object of variable names to values, like process.env');
+  }
   const out = [];
   for (const [name, value] of Object.entries(baseEnv)) {
     if (value === undefined || value === null) continue;
@@ -113,7 +165,12 @@ class Compile {
     this.lines = result.lines;
   }
 
-  postCompile({ exitCode = 0, timedOut = false, durationMs = 0 } = {}) {
+  postCompile(outcome) {
+    // Whatever it is given, the post-compile hooks run (a bad outcome must not
+    // leave the compile's leases held): values that are not numbers count as
+    // "unknown" (exit status -1, duration 0).
+    const o = outcome !== null && typeof outcome === 'object' ? outcome : {};
+    const { exitCode = 0, timedOut = false, durationMs = 0 } = o;
     if (!this.#post) {
       if (this.#detach) this.#detach();
       this.#post = this.#native.postCompile({
@@ -141,6 +198,7 @@ class PluginHost {
 
   static async load(plugins, { log = defaultLog } = {}) {
     if (!Array.isArray(plugins)) throw new TypeError('PluginHost.load: plugins must be an array');
+    optionalFunction(log, 'PluginHost.load: log');
     const specs = plugins.map((p, i) => {
       if (!p || typeof p.path !== 'string') throw new TypeError(`plugins[${i}].path must be a string`);
       if (p.config !== undefined && p.config !== null && typeof p.config !== 'string') {
@@ -176,23 +234,35 @@ class PluginHost {
       onLine,
       signal,
     } = opts;
+    // Every argument is checked before a hook starts: a compile that has
+    // started always gets its post-compile.
     if (typeof compileDir !== 'string' || compileDir === '') throw new TypeError('compileDir must be a path');
-    if (!Array.isArray(permissions)) throw new TypeError('permissions must be an array of strings');
+    if (!Array.isArray(permissions) || !permissions.every((p) => typeof p === 'string')) {
+      throw new TypeError('permissions must be an array of strings');
+    }
+    const lineFn = optionalFunction(onLine, 'onLine');
+    const abortSignal = checkSignal(signal);
     const request = {
-      projectId: String(projectId),
-      userId: String(userId),
+      projectId: idString(projectId, 'projectId'),
+      userId: idString(userId, 'userId'),
       compileDir: path.resolve(compileDir),
-      permissions: permissions.map(String),
+      permissions: [...permissions],
       baseEnv: envEntries(baseEnv),
-      compileId: compileId === undefined || compileId === null ? undefined : String(compileId),
+      compileId: compileId === undefined || compileId === null ? undefined : idString(compileId, 'compileId'),
       timeLeftMs: timeLeft(opts),
     };
-    const [nativeCompile, done] = this.#native.startCompile(
-      request,
-      typeof onLine === 'function' ? guarded(onLine, 'onLine') : undefined,
-    );
+    let st;
+    try {
+      st = fs.statSync(request.compileDir);
+    } catch (err) {
+      throw new Error(`the compile directory ${request.compileDir} cannot be used: ${err.message}`, { cause: err });
+    }
+    if (!st.isDirectory()) throw new Error(`the compile directory ${request.compileDir} is not a directory`);
+    // Aborted already: nothing starts, as with fetch().
+    if (abortSignal && abortSignal.aborted) throw abortError(abortSignal);
+    const [nativeCompile, done] = this.#native.startCompile(request, lineFn ? guarded(lineFn, 'onLine') : undefined);
     let detach;
-    if (signal) {
+    if (abortSignal) {
       // A weak reference: a long-lived signal must not keep the compile alive
       // (its garbage collection is what post-compiles a forgotten compile).
       const ref = new WeakRef(nativeCompile);
@@ -200,11 +270,8 @@ class PluginHost {
         const nc = ref.deref();
         if (nc) nc.cancel();
       };
-      if (signal.aborted) onAbort();
-      else {
-        signal.addEventListener('abort', onAbort, { once: true });
-        detach = () => signal.removeEventListener('abort', onAbort);
-      }
+      abortSignal.addEventListener('abort', onAbort, { once: true });
+      detach = () => abortSignal.removeEventListener('abort', onAbort);
     }
     let result;
     try {
