@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs clang-tidy, with the checks of .clang-tidy, over every source file of
-# host-api/, plugin/ and host-node/ (the Node addon, when the build has it)
-# that the build compiles (their headers are checked through
+# host-api/, plugin/ and host-node/src/ (the Node addon, when the build has
+# it) that the build compiles (their headers are checked through
 # HeaderFilterRegex), in parallel; fails on any finding.
 #
 #   bash scripts/clang-tidy.sh [BUILD_DIR]        BUILD_DIR defaults to build
@@ -10,7 +10,7 @@
 # compile_commands.json (CMakeLists.txt exports it), and no source includes
 # a generated header. CLSI_TIDY_JOBS overrides the parallelism (nproc).
 #
-# tests/ and bench/ are left out on purpose: the tests set and read the
+# tests/, host-node/test/ (C fixtures) and bench/ are left out on purpose: the tests set and read the
 # process environment around the code under test (setenv/getenv, which
 # concurrency-mt-unsafe flags by design), and their Catch2-heavy translation
 # units would about double this step's time on a 2-core runner. What they
@@ -34,7 +34,8 @@ seen = set()
 for entry in json.load(open(db)):
     path = os.path.realpath(os.path.join(entry["directory"], entry["file"]))
     rel = os.path.relpath(path, root)
-    if rel.split(os.sep)[0] in ("host-api", "plugin", "host-node") and rel not in seen:
+    top = rel.split(os.sep)[0]
+    if (top in ("host-api", "plugin") or rel.startswith("host-node/src/")) and rel not in seen:
         seen.add(rel)
         print(rel)
 EOF
