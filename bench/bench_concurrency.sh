@@ -56,6 +56,7 @@ for k in $(seq 0 $((KEYS - 1))); do echo "  set $k: ${SETS[$k]//$'\n'/ }"; done
 # round NAME STORE: starts every compile at once, waits, records timings.
 round() {
   local name=$1 store=$2 t0 t1 i
+  for i in $(seq 0 $((COMPILES - 1))); do : > "$store-p$i/output.log"; done  # the runner appends
   t0=$(now_us)
   for i in $(seq 0 $((COMPILES - 1))); do
     (

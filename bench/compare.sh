@@ -73,7 +73,8 @@ write_config() {
       -e "s|^  index_url: .*|  index_url: $3|" "$ROOT/plugin.yaml" > "$1"
 }
 
-# compile CONFIG PROJECT_DIR: one clsi-runner compile of /bin/true.
+# compile CONFIG PROJECT_DIR: one clsi-runner compile of /bin/true. The
+# runner appends to output.log: callers that check it empty it first.
 compile() {
   "$RUNNER" --plugin "$PLUGIN" --plugin-config "$1" --compile-dir "$2" --project-id bench \
     --user-id bench --allow-python-install --timeout 600 -- /bin/true 2>> "$WORK/runner-stderr.log"
@@ -143,8 +144,8 @@ run_off() { OVERLEAF_ENABLE_PROJECT_PYTHON_VENV=false compile "$A/plugin.yaml" "
 run_none() { "$RUNNER" --compile-dir "$A/project" -- /bin/true; }
 SERIES=(on off none)
 for _ in $(seq 20); do for s in "${SERIES[@]}"; do "run_$s"; done; done  # warm-up
-run_on; grep -q "reusing environment" "$A/project/output.log" || { cat "$A/project/output.log"; die "(a): plugin on is not a hit"; }
-run_off; ! grep -q "python-venv" "$A/project/output.log" || { cat "$A/project/output.log"; die "(a): plugin off still acts"; }
+: > "$A/project/output.log"; run_on; grep -q "reusing environment" "$A/project/output.log" || { cat "$A/project/output.log"; die "(a): plugin on is not a hit"; }
+: > "$A/project/output.log"; run_off; ! grep -q "python-venv" "$A/project/output.log" || { cat "$A/project/output.log"; die "(a): plugin off still acts"; }
 : > "$A/times"
 n=${#SERIES[@]}
 for i in $(seq "$N_HIT"); do
@@ -184,6 +185,7 @@ HTTP_URL=$URL
 FILE_URL="file://$WORK/big-index/simple/"
 plugin_cold() {  # plugin_cold INDEX_URL
   rm -rf "$B/venvs"
+  : > "$B/project/output.log"
   write_config "$B/plugin.yaml" "$B/venvs" "$1"
   compile "$B/plugin.yaml" "$B/project" > /dev/null
 }
@@ -261,6 +263,8 @@ start_server "$ROOT/examples/tools/serve_index.py" "$WORK/big-index" "$DELAY_MS"
 URL_PYPI=$URL
 second_build() {  # second_build INDEX_URL warm|cold: prints the cache's file count after A
   rm -rf "$C/venvs"
+  : > "$C/project-a/output.log"
+  : > "$C/project-b/output.log"
   write_config "$C/plugin.yaml" "$C/venvs" "$1"
   compile "$C/plugin.yaml" "$C/project-a" > /dev/null
   grep -q "built environment" "$C/project-a/output.log" || { cat "$C/project-a/output.log"; die "(c): A did not build"; }

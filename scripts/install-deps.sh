@@ -6,11 +6,13 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config
   libboost1.81-dev libboost-filesystem1.81-dev
-  libssl-dev libyaml-cpp-dev catch2 nlohmann-json3-dev
+  libssl-dev libyaml-cpp-dev catch2 nlohmann-json3-dev libcli11-dev
   python3 python3-venv python3-pip
   python3-ipykernel python3-nbclient python3-nbformat python3-jupyter-client python3-jupyter-core
+  python3-prometheus-client  # tests read the service's metrics with Prometheus' own parser
   clang-format clang-tidy
   util-linux passwd
+  dpkg-dev file  # the .deb: cpack's dpkg-shlibdeps needs both (packaging/build-deb.sh)
 )
 # Node and npm for the addon in host-node/ (any Node >= 18 will do: one
 # installed otherwise, e.g. from NodeSource, is used as it is).

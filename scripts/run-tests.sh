@@ -72,6 +72,22 @@ grep -qF "made by $sdk_tmp/project/bin/make-figures" "$sdk_tmp/project/output.lo
 rm -rf "$sdk_tmp"
 # ---- end of the SDK block
 
+# ---- package (issue 13): the Debian package must install on this machine
+# and run a compile from its installed files alone. scripts/test-package.sh
+# builds it in build-pkg/ (cpack), installs it with apt-get, runs two
+# compiles with the installed clsi-venvs serve, clsi-runner, plugin and
+# example (the checkout hidden from them), and purges it again. Needs root;
+# CLSI_SKIP_PACKAGE=1 skips it.
+if [ "${CLSI_SKIP_PACKAGE:-0}" != 1 ]; then
+  echo "== package: build the .deb, install it, compile from the installed paths, purge it"
+  if [ "$(id -u)" -eq 0 ]; then
+    bash scripts/test-package.sh
+  else
+    echo "package: skipped (not root; it installs a package). CLSI_SKIP_PACKAGE=1 says so quietly"
+  fi
+fi
+# ---- end of the package block
+
 if [ "${CLSI_SKIP_SANITIZERS:-0}" != 1 ]; then
   echo "== build with ASan + UBSan (build-asan/)"
   cmake -S . -B build-asan -DCLSI_BUILD_TESTS=ON -DCLSI_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null

@@ -1,7 +1,8 @@
 // clsi-runner: the reference host. Loads plugins, runs their pre-compile
 // hooks, runs COMMAND in the compile directory with the environment they
-// injected, logs everything to DIR/output.log, runs the post-compile hooks
-// and exits with the command's status (124 on timeout). --run-as and
+// injected, logs everything to DIR/output.log (appended to, never
+// truncated), runs the post-compile hooks and exits with the command's
+// status (124 on timeout). --run-as and
 // --no-network sandbox the command only; plugins always run in this process.
 #include <fcntl.h>
 #include <grp.h>
@@ -15,17 +16,23 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
 #include "clsi/child_process.hpp"
+#include "clsi/cli_text.hpp"
 #include "clsi/errno_text.hpp"
 #include "clsi/plugin_host.hpp"
 #include "clsi/unique_fd.hpp"
@@ -47,28 +54,6 @@ std::string format_seconds(double s) {
   return buf;
 }
 
-const char* const kUsage =
-    "usage: clsi-runner --plugin SO [--plugin SO ...] --plugin-config YAML --compile-dir DIR\n"
-    "                   [--project-id ID] [--user-id ID] [--allow-python-install]\n"
-    "                   [--timeout SECONDS] [--run-as USER] [--no-network]\n"
-    "                   -- COMMAND [ARG ...]\n"
-    "\n"
-    "  --plugin SO [--plugin-config YAML]\n"
-    "                 load SO; a --plugin-config right after it is that plugin's own\n"
-    "                 configuration. Given once, --plugin-config serves every plugin.\n"
-    "  --optional-plugin SO\n"
-    "                 like --plugin, but a plugin that fails to load or start is skipped\n"
-    "                 with a warning instead of refusing the compile.\n"
-    "  --permission NAME\n"
-    "                 a permission the web tier granted this user (repeatable);\n"
-    "                 --allow-python-install is --permission python.install.\n"
-    "  --run-as USER  run only COMMAND (not the plugins) as USER (a name or a numeric uid\n"
-    "                 from passwd), with its groups and HOME, USER and LOGNAME set from\n"
-    "                 passwd. Needs root. DIR must be writable by USER for the render's\n"
-    "                 outputs; output.log is written through a descriptor the runner opens.\n"
-    "  --no-network   run COMMAND in a new network namespace with only loopback up. Needs\n"
-    "                 root (CAP_SYS_ADMIN, CAP_NET_ADMIN).\n";
-
 struct Options {
   std::vector<clsi::PluginSpec> plugins;  // in order; config per plugin
   std::vector<std::string> configs;       // every --plugin-config, in order
@@ -79,89 +64,201 @@ struct Options {
   double timeout_s = -1;
   std::string run_as;  // empty: the runner's own user
   bool no_network = false;
-  bool help = false;
   std::vector<std::string> command;
 };
 
-bool parse_args(int argc, char** argv, Options& o, std::string& why) {
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    auto value = [&](std::string& out) {
-      if (i + 1 >= argc) {
-        why = a + " needs a value";
-        return false;
-      }
-      out = argv[++i];
-      return true;
-    };
-    std::string v;
-    if (a == "--") {
-      for (++i; i < argc; ++i)
-        o.command.emplace_back(argv[i]);
-      break;
-    } else if (a == "--plugin" || a == "--optional-plugin") {
-      if (!value(v)) return false;
-      o.plugins.push_back({v, "", a == "--optional-plugin"});
-    } else if (a == "--plugin-config") {
-      if (!value(v)) return false;
-      if (o.plugins.empty() || !o.plugins.back().config.empty()) {
-        why = "--plugin-config " + v + " follows no --plugin of its own";
-        return false;
-      }
-      o.plugins.back().config = v;
-      o.configs.push_back(v);
-    } else if (a == "--permission") {
-      if (!value(v)) return false;
-      o.permissions.push_back(v);
-    } else if (a == "--compile-dir") {
-      if (!value(o.compile_dir)) return false;
-    } else if (a == "--project-id") {
-      if (!value(o.project_id)) return false;
-    } else if (a == "--user-id") {
-      if (!value(o.user_id)) return false;
-    } else if (a == "--allow-python-install") {
-      o.permissions.emplace_back(CLSI_PERMISSION_PYTHON_INSTALL);
-    } else if (a == "--run-as") {
-      if (!value(o.run_as)) return false;
-      if (o.run_as.empty()) {
-        why = "--run-as needs a user name or uid";
-        return false;
-      }
-    } else if (a == "--no-network") {
-      o.no_network = true;
-    } else if (a == "--timeout") {
-      if (!value(v)) return false;
-      char* end = nullptr;
-      o.timeout_s = std::strtod(v.c_str(), &end);
-      if (end == v.c_str() || *end != '\0' || !(o.timeout_s > 0)) {
-        why = "--timeout takes a positive number of seconds, not '" + v + "'";
-        return false;
-      }
-    } else if (a == "-h" || a == "--help") {
-      o.help = true;
-      return true;
-    } else {
-      why = "unknown argument '" + a + "'";
+// "Usage: clsi-runner ... -- COMMAND [ARG ...]": COMMAND is not a CLI11
+// positional (see parse_command_line), so the usage line is written here.
+class RunnerFormatter : public CLI::Formatter {
+ public:
+  std::string make_usage(const CLI::App* /*app*/, std::string name) const override {
+    return "Usage: " + name +
+           " --compile-dir DIR [--plugin SO [--plugin-config YAML] ...] [OPTIONS]\n"
+           "       " +
+           std::string(name.size(), ' ') + " -- COMMAND [ARG ...]\n";
+  }
+};
+
+const char* const kFooter =
+    "Exit status: the command's own (128+N when a signal N killed it); 124 when --timeout\n"
+    "expired; 128+N when the runner got SIGINT, SIGTERM or SIGHUP (N); 125 when the runner\n"
+    "itself failed: a bad command line (an unknown option, a missing or invalid value, no\n"
+    "COMMAND), a plugin that could not be loaded or refused to start, a pre-compile hook that\n"
+    "returned ERROR, an unknown --run-as user, a command that could not be sandboxed;\n"
+    "126 or 127 when COMMAND could not be executed or was not found. --help and --version\n"
+    "exit 0. docs/host-api.md has the details.";
+
+std::string positive_seconds(std::string& value) {
+  char* end = nullptr;
+  const double v = std::strtod(value.c_str(), &end);
+  if (value.empty() || *end != '\0' || !(v > 0) || !std::isfinite(v))
+    return "takes a positive number of seconds, not '" + value + "'";
+  return {};
+}
+
+std::string not_empty(std::string& value) {
+  return value.empty() ? "needs a user name or uid" : std::string();
+}
+
+// Parses the command line into `o`. False when main() should exit with
+// `status` now: after --help or --version (0), or a usage error (125, with
+// the message on stderr). Throws what CLI11 throws while it is set up.
+bool parse_command_line_or_throw(int argc, char** argv, Options& o, int& status) {
+  // Everything after the first "--" is COMMAND, as given: CLI11 would let a
+  // repeatable option's values run on past "--", and would take a word
+  // before it as COMMAND.
+  int split = 1;
+  while (split < argc && std::string_view(argv[split]) != "--")
+    ++split;
+  const bool has_command = split < argc;
+  for (int i = split + 1; i < argc; ++i)
+    o.command.emplace_back(argv[i]);
+
+  using clsi::wrap_text;
+  CLI::App app(wrap_text("The reference host of the CLSI runner-plugin ABI: loads the plugins, "
+                         "runs their pre-compile hooks, runs COMMAND in DIR with the environment "
+                         "they injected, writes their lines and COMMAND's output to "
+                         "DIR/output.log (appending to it), runs the post-compile hooks and "
+                         "exits with COMMAND's status.",
+                         96),
+               "clsi-runner");
+  app.formatter(std::make_shared<RunnerFormatter>());
+  app.get_formatter()->column_width(30);
+  app.set_version_flag("--version",
+                       "clsi-runner " CLSI_VERSION " (plugin ABI " +
+                           std::to_string(CLSI_PLUGIN_ABI_MAJOR) + "." +
+                           std::to_string(CLSI_PLUGIN_ABI_MINOR) + ")",
+                       "print the version and exit");
+  app.set_help_flag("-h,--help", "print this help and exit");
+  app.footer(kFooter);
+  std::vector<std::string> plugins;
+  std::vector<std::string> optional_plugins;
+  std::vector<std::string> configs;
+  bool allow_python_install = false;
+  // allow_extra_args(false): one value per occurrence, so the order of the
+  // occurrences (parse_order) pairs each plugin with its --plugin-config.
+  auto* plugin =
+      app.add_option("--plugin", plugins,
+                     wrap_text("load the plugin SO (repeatable; in order). A --plugin-config "
+                               "right after it is that plugin's own configuration; given once, "
+                               "--plugin-config serves every plugin."))
+          ->type_name("SO")
+          ->allow_extra_args(false);
+  auto* optional =
+      app.add_option("--optional-plugin", optional_plugins,
+                     wrap_text("like --plugin, but a plugin that fails to load or start is "
+                               "skipped with a warning instead of refusing the compile"))
+          ->type_name("SO")
+          ->allow_extra_args(false);
+  auto* config = app.add_option("--plugin-config", configs,
+                                wrap_text("the configuration file of the plugin before it "
+                                          "(required with --plugin)"))
+                     ->type_name("YAML")
+                     ->allow_extra_args(false);
+  app.add_option("--compile-dir", o.compile_dir,
+                 wrap_text("the compile directory: COMMAND runs there, output.log is written "
+                           "there"))
+      ->type_name("DIR")
+      ->required();
+  app.add_option("--project-id", o.project_id, "the project's id, passed to the plugins")
+      ->type_name("ID");
+  app.add_option("--user-id", o.user_id, "the compiling user's id, passed to the plugins")
+      ->type_name("ID");
+  app.add_flag("--allow-python-install", allow_python_install,
+               wrap_text("this user may install Python packages (the web tier's decision: the "
+                         "owner and invited collaborators yes, anonymous and link-sharing users "
+                         "no; default deny); the same as --permission python.install"));
+  app.add_option("--permission", o.permissions,
+                 wrap_text("a permission the web tier granted this user (repeatable)"))
+      ->type_name("NAME")
+      ->allow_extra_args(false);
+  app.add_option("--timeout", o.timeout_s,
+                 wrap_text("the compile's deadline: when it passes, the command's whole process "
+                           "tree is killed and the runner exits 124"))
+      ->type_name("SECONDS")
+      ->check(CLI::Validator(positive_seconds, ""));
+  app.add_option("--run-as", o.run_as,
+                 wrap_text("run only COMMAND (never the plugins) as USER, a name or a numeric uid "
+                           "from passwd, with its groups and HOME, USER and LOGNAME. Needs root. "
+                           "DIR must be writable by USER for the render's outputs; output.log is "
+                           "written through a descriptor the runner opens."))
+      ->type_name("USER")
+      ->check(CLI::Validator(not_empty, ""));
+  app.add_flag("--no-network", o.no_network,
+               wrap_text("run COMMAND in a new network namespace with only loopback up. Needs "
+                         "root (CAP_SYS_ADMIN, CAP_NET_ADMIN)."));
+
+  auto usage_error = [&](const std::string& why) {
+    (void)std::fprintf(stderr, "clsi-runner: %s\nRun 'clsi-runner --help' for usage.\n",
+                       why.c_str());
+    status = kStatusRunnerError;
+    return false;
+  };
+  try {
+    app.parse(split, argv);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == 0) {  // --help, --version: printed on stdout
+      status = app.exit(e);
       return false;
     }
+    // An unknown option or a stray word is named first: CLI11 would report
+    // a missing --compile-dir before it.
+    std::string why;
+    bool stray = false;
+    for (const auto& arg : app.remaining()) {
+      why += why.empty() ? "" : "; ";
+      if (arg.size() > 1 && arg[0] == '-') {
+        why += "unknown option " + arg.substr(0, arg.find('='));
+      } else {
+        why += "unexpected argument '" + arg + "'";
+        stray = true;
+      }
+    }
+    if (stray) why += " (COMMAND and its arguments go after --)";
+    return usage_error(why.empty() ? e.what() : why);
   }
-  if (o.compile_dir.empty())
-    why = "--compile-dir is required";
-  else if (o.command.empty())
-    why = "no COMMAND after --";
-  else if (!o.plugins.empty() && o.configs.empty())
-    why = "--plugin-config is required with --plugin";
-  // One --plugin-config serves every plugin (as before ABI 1.1); with
-  // several, each plugin has the one that follows it.
-  if (why.empty() && o.configs.size() == 1) {
-    for (auto& p : o.plugins)
-      p.config = o.configs[0];
-  } else if (why.empty()) {
-    for (const auto& p : o.plugins) {
-      if (p.config.empty()) why = "plugin " + p.path + " has no --plugin-config of its own";
+  if (!has_command || o.command.empty()) return usage_error("no COMMAND after --");
+  if (allow_python_install) o.permissions.emplace_back(CLSI_PERMISSION_PYTHON_INSTALL);
+  std::size_t next_plugin = 0;
+  std::size_t next_optional = 0;
+  std::size_t next_config = 0;
+  for (const CLI::Option* opt : app.parse_order()) {
+    if (opt == plugin && next_plugin < plugins.size()) {
+      o.plugins.push_back({plugins[next_plugin++], "", false});
+    } else if (opt == optional && next_optional < optional_plugins.size()) {
+      o.plugins.push_back({optional_plugins[next_optional++], "", true});
+    } else if (opt == config && next_config < configs.size()) {
+      const std::string& v = configs[next_config++];
+      if (o.plugins.empty() || !o.plugins.back().config.empty())
+        return usage_error("--plugin-config " + v + " follows no --plugin of its own");
+      o.plugins.back().config = v;
+      o.configs.push_back(v);
     }
   }
-  return why.empty();
+  if (!o.plugins.empty() && o.configs.empty())
+    return usage_error("--plugin-config is required with --plugin");
+  // One --plugin-config serves every plugin (as before ABI 1.1); with
+  // several, each plugin has the one that follows it.
+  if (o.configs.size() == 1) {
+    for (auto& p : o.plugins)
+      p.config = o.configs[0];
+  } else {
+    for (const auto& p : o.plugins) {
+      if (p.config.empty())
+        return usage_error("plugin " + p.path + " has no --plugin-config of its own");
+    }
+  }
+  return true;
+}
+
+bool parse_command_line(int argc, char** argv, Options& o, int& status) {
+  try {
+    return parse_command_line_or_throw(argc, argv, o, status);
+  } catch (const std::exception& e) {
+    (void)std::fprintf(stderr, "clsi-runner: %s\n", e.what());
+    status = kStatusRunnerError;
+    return false;
+  }
 }
 
 // The --run-as user, resolved before anything runs: the child cannot read
@@ -347,14 +444,7 @@ int main(int argc, char** argv) {
   std::string why;
   // NOLINTNEXTLINE(concurrency-mt-unsafe): no thread has started yet
   const char* runner_path = std::getenv("PATH");
-  if (!parse_args(argc, argv, opt, why)) {
-    (void)std::fprintf(stderr, "clsi-runner: %s\n%s", why.c_str(), kUsage);
-    return kStatusRunnerError;
-  }
-  if (opt.help) {
-    (void)std::fputs(kUsage, stdout);
-    return 0;
-  }
+  if (int status = 0; !parse_command_line(argc, argv, opt, status)) return status;
   // An unknown user or a runner that cannot sandbox fails before anything runs.
   std::optional<CommandUser> command_user;
   if (!opt.run_as.empty()) {
@@ -414,8 +504,11 @@ int main(int argc, char** argv) {
   }
   std::string compile_dir = real;
   std::string log_path = compile_dir + "/output.log";
-  clsi::UniqueFd log_fd(::open(
-      log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0644));
+  // Appended to, never truncated: what is there (the lines of an earlier
+  // step, or a render that writes output.log itself) stays, and everyone's
+  // writes land at the end, whoever opened the file.
+  clsi::UniqueFd log_fd(
+      ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0644));
   if (!log_fd) {
     (void)std::fprintf(stderr, "clsi-runner: cannot write %s: %s\n", log_path.c_str(),
                        clsi::errno_text(errno).c_str());

@@ -2,9 +2,12 @@
 
 #include <sys/stat.h>
 
+#include <nlohmann/json.hpp>
+
 #include "eviction.hpp"
 #include "kernelspec.hpp"
 #include "key.hpp"
+#include "protocol.hpp"
 
 namespace clsi::venv {
 
@@ -15,9 +18,30 @@ void set_install_deadline(const Config& config, BuildRequest& request) {
       "caps.install_timeout_s (" + std::to_string(config.caps.install_timeout_s) + " s)";
 }
 
+std::string encode_failure(const std::string& reason,
+                           const std::vector<RequirementProblem>& problems) {
+  if (problems.empty() && (reason.empty() || reason.front() != '{')) return reason;
+  nlohmann::json j = {{"reason", reason},
+                      {"problems", nlohmann::json::parse(protocol::encode_problems(problems))}};
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+RememberedFailure decode_failure(const std::string& stored) {
+  if (stored.empty() || stored.front() != '{') return {stored, {}};
+  auto j = nlohmann::json::parse(stored, nullptr, false);
+  if (j.is_discarded() || !j.is_object() || !j.contains("reason") || !j["reason"].is_string())
+    return {stored, {}};
+  RememberedFailure f;
+  f.reason = j["reason"].get<std::string>();
+  if (auto p = j.find("problems"); p != j.end())
+    f.problems = protocol::decode_problems(
+        p->dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+  return f;
+}
+
 BuildOutcome build_locked(const Config& config, const Store& store, const ProcessRunner& runner,
                           const BuildRequest& request, const LineSink& log,
-                          const std::function<bool()>& cancelled) {
+                          const std::function<bool()>& cancelled, const LineSink& detail) {
   BuildOutcome out;
   const std::string id = short_key(request.key);
   struct stat st {};
@@ -36,7 +60,7 @@ BuildOutcome build_locked(const Config& config, const Store& store, const Proces
   log(note("building environment " + id + " (" + std::to_string(request.requirements.size()) +
            " requirement(s))"));
   Installer installer(config, store, runner);
-  auto built = installer.build(request, log);
+  auto built = installer.build(request, log, detail);
   if (built.ok) {
     // Written by our code after pip, so a wheel cannot choose the kernel.
     if (auto k = write_kernelspec(store.env_dir(request.key), kernel_display_name(id)); !k) {
@@ -51,14 +75,18 @@ BuildOutcome build_locked(const Config& config, const Store& store, const Proces
   }
   if (!built.ok) {
     out.failure = built.failure;
+    out.summary = built.summary.empty() ? built.failure : built.summary;
+    out.problems = std::move(built.problems);
     out.service_fault = built.service_fault || (cancelled && cancelled());
     // Only the requirements' own faults are remembered: a retry cannot help
-    // those, and would help everything else.
+    // those, and would help everything else. With their problems, so that
+    // a compile that meets the memory annotates its lines again.
     if (!out.service_fault) {
-      (void)store.remember_failure(request.key, built.failure);
+      (void)store.remember_failure(request.key, encode_failure(out.summary, out.problems));
       store.append_event("failure", request.key);
     }
-    log(note("building environment " + id + " failed: " + built.failure));
+    if (detail && out.summary != out.failure) detail(note("why: " + out.failure));
+    log(note("building environment " + id + " failed: " + out.summary));
     return out;
   }
   store.forget_failure(request.key);
@@ -72,21 +100,6 @@ BuildOutcome build_locked(const Config& config, const Store& store, const Proces
   out.record = std::move(built.record);
 
   return out;
-}
-
-void evict_if_over_budget(const Config& config, const Store& store,
-                          const std::set<std::string>& keep, const LineSink& log) {
-  if (!config.eviction.gc_after_build) return;
-  auto usage = store_usage(store);
-  if (usage.total_bytes <= config.eviction.max_total_mb * 1024 * 1024) return;
-  log(note("the store is over eviction.max_total_mb (" +
-           std::to_string(config.eviction.max_total_mb) +
-           " MB); evicting the least recently used environments"));
-  auto report = collect_garbage(store, config.eviction.max_total_mb * 1024 * 1024, false, keep);
-  for (const auto& line : report.lines)
-    log(note("gc: " + line));
-  for (const auto& key : report.removed)
-    store.append_event("evict", key);
 }
 
 }  // namespace clsi::venv

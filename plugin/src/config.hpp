@@ -21,9 +21,16 @@ struct Caps {
 };
 
 struct Eviction {
-  std::int64_t max_total_mb = 51200;  // LRU budget for all venvs together
+  std::int64_t max_total_mb = 51200;  // budget of the whole store: venvs, pip cache, logs, ...
   bool gc_after_build = true;         // evict after a build when over budget
   int gc_interval_s = 3600;           // the service's scheduled eviction
+  // Before a build the service makes room, or refuses the build, when the
+  // store's volume has less free space than this (0: no check).
+  std::int64_t min_free_mb = 1024;
+  // Venvs not used for this long are evicted whatever the budget (0: never).
+  std::int64_t unused_for_s = 0;
+  // pip's download cache is pruned, oldest files first, down to this.
+  std::int64_t max_pip_cache_mb = 5120;
 };
 
 // The build service, `clsi-venvs serve`: the store's only writer.
@@ -39,6 +46,11 @@ struct Service {
   std::int64_t lease_gid = -1;
   // How long a compile host waits to connect before saying the service is down.
   int connect_timeout_ms = 2000;
+  // Prometheus metrics: GET /metrics on this address ("off": none), and/or
+  // the same text written to this file every metrics_interval_s ("": none).
+  std::string metrics_address = "127.0.0.1:9477";
+  std::string metrics_textfile;
+  int metrics_interval_s = 30;
 };
 
 struct Config {
@@ -69,7 +81,12 @@ using GetEnv = std::function<const char*(const char*)>;
 
 // Reads `path` (nullptr or "": defaults only), then applies
 // OVERLEAF_ENABLE_PROJECT_PYTHON_VENV and PYTHON_VENVS_DIR. Unknown keys and
-// values of the wrong type are errors naming the key and the file.
+// values of the wrong type are errors naming the key and the file; a file
+// that cannot be read says why (missing, a directory, permissions); a file
+// with sections but none named python_venv is an error naming the sections
+// it has (and the one that looks like a typo of python_venv); an invalid
+// override names the variable. An empty file, or an empty or null
+// python_venv section, gives the defaults.
 Expected<Config> load_config(const char* path, const GetEnv& getenv);
 
 }  // namespace clsi::venv

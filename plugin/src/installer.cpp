@@ -1,18 +1,26 @@
 #include "installer.hpp"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
-#include <sstream>
+#include <map>
+#include <set>
 
 #include "clsi/errno_text.hpp"
+#include "clsi/unique_fd.hpp"
 #include "dist_info.hpp"
+#include "index_client.hpp"
 #include "isolation.hpp"
 #include "key.hpp"
+#include "pip_messages.hpp"
+#include "pip_report.hpp"
 
 namespace clsi::venv {
 namespace {
@@ -57,6 +65,29 @@ std::string http_host(const std::string& url) {
   return rest;
 }
 
+// How often the user hears from a build while pip says nothing they see.
+constexpr auto kProgressInterval = std::chrono::seconds(10);
+// At most this many packages are listed one per line.
+constexpr std::size_t kMaxListed = 200;
+
+// pip's report, read without following a symlink or blocking, bounded.
+Expected<std::string> read_report(const std::string& path) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY));
+  struct stat st {};
+  if (!fd || ::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode))
+    return Error{"pip wrote no report of its resolve"};
+  std::string text;
+  char buf[16384];
+  for (;;) {
+    ssize_t n = ::read(fd.get(), buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Error{"cannot read pip's report: " + std::string(clsi::errno_text(errno))};
+    if (n == 0) return text;
+    text.append(buf, static_cast<std::size_t>(n));
+    if (text.size() > kMaxReportBytes) return Error{"pip's report is larger than 16 MiB"};
+  }
+}
+
 // pip learned --dry-run in 22.2.
 bool pip_supports_dry_run(const std::string& version) {
   int major = 0;
@@ -67,7 +98,8 @@ bool pip_supports_dry_run(const std::string& version) {
 
 }  // namespace
 
-BuildResult Installer::build(const BuildRequest& req, const LineSink& log) const {
+BuildResult Installer::build(const BuildRequest& req, const LineSink& log,
+                             const LineSink& detail) const {
   BuildResult result;
   auto started = std::chrono::steady_clock::now();
   std::string venv = store_.env_dir(req.key);
@@ -85,12 +117,44 @@ BuildResult Installer::build(const BuildRequest& req, const LineSink& log) const
     return fail_because(std::move(why), trouble || outside_fault(run));
   };
 
+  // What the user sees: the service's words, and when nothing was said for
+  // a while, how long pip has been at it.
+  auto last_said = std::chrono::steady_clock::now();
+  auto tell = [&](const std::string& line) {
+    log(line);
+    last_said = std::chrono::steady_clock::now();
+  };
+  auto progress = [&](const std::string& phase, const PipOutput& out,
+                      std::chrono::steady_clock::time_point since) {
+    auto now = std::chrono::steady_clock::now();
+    if (now - last_said < kProgressInterval) return;
+    auto secs = std::chrono::duration_cast<std::chrono::seconds>(now - since).count();
+    std::string text = "still " + phase + " after " + std::to_string(secs) + " s";
+    if (!out.activity().empty()) text += " (" + out.activity() + ")";
+    tell(note(text));
+  };
+
+  // Distinct packages: caps.max_packages holds before anything runs (the
+  // compile refuses such a file itself; a request is checked again here).
+  {
+    std::set<std::string> names;
+    for (const auto& r : req.requirements)
+      names.insert(r.name);
+    if (static_cast<int>(names.size()) > config_.caps.max_packages) {
+      return fail("the requirements name " + std::to_string(names.size()) +
+                  " packages, over caps.max_packages (" +
+                  std::to_string(config_.caps.max_packages) + ")");
+    }
+  }
+
   auto work = PrivateWorkdir::create(store_.tmp_dir(), "build-" + req.key.substr(0, 12));
   if (!work) return fail_service(work.error());
+  // pip reads the canonical lines in this order: its "line N" is written[N-1].
+  const std::vector<Requirement>& written = req.requirements;
   std::string req_file = work->root() + "/requirements.txt";
   {
     std::string content;
-    for (const auto& r : req.requirements)
+    for (const auto& r : written)
       content += r.canonical + "\n";
     auto w = write_file_atomically(req_file, content);
     if (!w) return fail_service(w.error());
@@ -99,10 +163,11 @@ BuildResult Installer::build(const BuildRequest& req, const LineSink& log) const
   SpawnOptions base;
   base.env = isolated_environment(*work);
   base.cwd = work->cwd();
-  std::string first_error;  // pip's own words, for the closing line
+  auto to_detail = [&](std::string_view line) {
+    if (detail) detail("  " + std::string(line));
+  };
   auto stream = [&](std::string_view line) {
-    log("  " + std::string(line));
-    if (first_error.empty() && line.substr(0, 6) == "ERROR:") first_error = line;
+    to_detail(line);
     trouble = trouble || service_trouble(line);
   };
 
@@ -114,7 +179,7 @@ BuildResult Installer::build(const BuildRequest& req, const LineSink& log) const
   if (!own_pip) mk.args.emplace_back("--without-pip");
   mk.args.push_back(venv);
   if (own_pip)
-    log(note("the base interpreter has no pip module; the venv gets its own pip (slower)"));
+    tell(note("the base interpreter has no pip module; the venv gets its own pip (slower)"));
   auto r = runner_(mk, req.deadline, stream, {});
   if (!r.ok()) return fail_service(describe(r, "creating the venv", req.deadline_reason));
   // What venv made, before pip runs: after it, no wheel may have replaced or
@@ -125,10 +190,10 @@ BuildResult Installer::build(const BuildRequest& req, const LineSink& log) const
   auto created = snapshot_venv(venv);
   if (!created) return fail_service(created.error());
 
-  // 2. pip, from the file the plugin wrote. The download cache lives on the
-  // volume: safe to share, because only the pinned index (and with
+  // 2. pip, from the files the service wrote. The download cache lives on
+  // the volume: safe to share, because only the pinned index (and with
   // only_binary, only wheels) can fill it.
-  auto pip_command = [&](std::initializer_list<std::string> extra) {
+  auto pip_command = [&](const std::vector<std::string>& extra, const std::string& file) {
     SpawnOptions pip = base;
     pip.executable = venv + "/bin/python3";
     pip.args = {"-I",
@@ -152,51 +217,154 @@ BuildResult Installer::build(const BuildRequest& req, const LineSink& log) const
       pip.args.insert(pip.args.end(), {"--trusted-host", host});
     }
     if (config_.only_binary) pip.args.emplace_back("--only-binary=:all:");
-    if (config_.require_hashes) pip.args.emplace_back("--require-hashes");
-    pip.args.insert(pip.args.end(), extra);
-    pip.args.insert(pip.args.end(), {"-r", req_file});
+    pip.args.insert(pip.args.end(), extra.begin(), extra.end());
+    pip.args.insert(pip.args.end(), {"-r", file});
     return pip;
   };
-
-  // 2a. Resolve first: caps.max_packages counts what would really be
-  // installed, dependencies included, before anything is.
-  if (pip_supports_dry_run(req.python.pip_version)) {
-    log(note("resolving the requirements (nothing is installed yet)"));
-    std::vector<std::string> would_install;
-    auto collect = [&](std::string_view line) {
-      constexpr std::string_view kWould = "Would install ";
-      if (line.substr(0, kWould.size()) == kWould) {
-        std::string rest(line.substr(kWould.size()));
-        std::istringstream words(rest);
-        for (std::string w; words >> w;)
-          would_install.push_back(w);
-      }
+  auto pip_sink = [&](PipOutput& out) {
+    return [&](std::string_view line) {
       stream(line);
+      out.add(line);
     };
-    r = runner_(pip_command({"--dry-run"}), req.deadline, collect, {});
-    if (!r.ok()) {
-      std::string why = describe(r, "resolving the requirements", req.deadline_reason);
-      if (!first_error.empty() && !r.timed_out) why += ": " + first_error;
-      return fail_run(why, r);
+  };
+  // pip's "-r <our file> (line N)" is the requirement on that line.
+  auto humanize = [&](std::string line) {
+    const std::string ref = "-r " + req_file + " (line ";
+    for (auto at = line.find(ref); at != std::string::npos; at = line.find(ref, at + 1)) {
+      auto close = line.find(')', at + ref.size());
+      if (close == std::string::npos) break;
+      int n = std::atoi(line.c_str() + at + ref.size());
+      std::string what = n >= 1 && static_cast<std::size_t>(n) <= written.size()
+                             ? written[static_cast<std::size_t>(n) - 1].canonical
+                             : std::string("a requirement");
+      line.replace(at, close + 1 - at, what);
     }
-    if (static_cast<int>(would_install.size()) > config_.caps.max_packages) {
-      return fail("the requirements would install " + std::to_string(would_install.size()) +
+    return line;
+  };
+  // A pip run that failed: its problems with the user's lines when pip's
+  // words say what they are, else pip's own ERROR lines.
+  auto pip_failed = [&](const std::string& what, const RunOutcome& run,
+                        const PipOutput& out) -> BuildResult {
+    std::string why = describe(run, what, req.deadline_reason);
+    const PipFailure& f = out.failure();
+    const bool ended_itself = !run.spawn_failed && !run.timed_out && run.stopped_because.empty() &&
+                              WIFEXITED(run.wait_status);
+    if (ended_itself && !trouble) {
+      if (f.hash_mismatch) {
+        std::string names;
+        for (const auto& n : f.hash_mismatch_names)
+          names += (names.empty() ? "" : ", ") + n;
+        return fail_service("the index served " + (names.empty() ? "a file" : names) +
+                            " with another sha256 than pip resolved moments before; nothing "
+                            "of it was kept, and the next build resolves again");
+      }
+      ExplainContext context;
+      context.written = written;
+      IndexClient index(config_.index_url, req.python.real_path, *work, runner_, req.deadline);
+      context.project = [&](const std::string& name) { return index.project(name); };
+      context.projects = [&] { return index.projects(); };
+      context.only_binary = config_.only_binary;
+      context.python_version = req.python.version_short;
+      auto problems = explain_failure(f, context);
+      if (!problems.empty()) {
+        auto words = summarize_problems(problems);
+        result.problems = std::move(problems);
+        result.summary = words.summary;
+        return fail(words.full);
+      }
+    }
+    if (ended_itself) {
+      for (const auto& e : f.errors)
+        tell("  " + humanize(e));
+      if (!f.errors.empty()) why += ": " + humanize(f.errors.front());
+    }
+    return fail_run(why, run);
+  };
+
+  const bool resolve_first = pip_supports_dry_run(req.python.pip_version);
+  std::string install_file = req_file;
+  std::size_t resolved_count = 0;
+  if (resolve_first) {
+    // 2a. One resolve: what would be installed, dependencies included, each
+    // with its URL and sha256. The caps are checked on it, before anything
+    // is installed.
+    tell(note("resolving " + std::to_string(written.size()) +
+              " requirement(s) with pip (nothing is installed yet)"));
+    const std::string report_file = work->root() + "/report.json";
+    PipOutput resolving;
+    auto since = std::chrono::steady_clock::now();
+    PollHook tick = [&]() -> std::string {
+      progress("resolving", resolving, since);
+      return {};
+    };
+    std::vector<std::string> resolve_args = {"--dry-run", "--report", report_file};
+    if (config_.require_hashes) resolve_args.emplace_back("--require-hashes");
+    r = runner_(pip_command(resolve_args, req_file), req.deadline, pip_sink(resolving), tick);
+    if (!r.ok()) return pip_failed("resolving the requirements", r, resolving);
+    auto report_text = read_report(report_file);
+    if (!report_text) return fail_service(report_text.error());
+    bool of_distribution = false;  // a chosen wheel's own metadata: the requirements'
+    auto resolved = parse_pip_report(*report_text, &of_distribution);
+    if (!resolved) {
+      return of_distribution ? fail(resolved.error()) : fail_service(resolved.error());
+    }
+    resolved_count = resolved->size();
+    // One line per package: what the resolve chose, and what the base
+    // interpreter already has.
+    std::map<std::string, std::vector<std::string>> needed_by;
+    for (const auto& d : *resolved)
+      for (const auto& n : d.requires_names)
+        needed_by[n].push_back(d.name);
+    tell(note("pip resolved " + std::to_string(resolved->size()) + " package(s) to install" +
+              (resolved->empty() ? "" : ":")));
+    std::size_t shown = 0;
+    for (const auto& d : *resolved) {
+      if (++shown > kMaxListed) {
+        tell("  ... and " + std::to_string(resolved->size() - kMaxListed) + " more");
+        break;
+      }
+      std::string line = "  " + d.name + " " + d.version;
+      auto by = needed_by.find(normalize_name(d.name));
+      if (!d.requested && by != needed_by.end()) {
+        std::string parents;
+        for (const auto& p : by->second)
+          parents += (parents.empty() ? "" : ", ") + p;
+        line += " (for " + parents + ")";
+      }
+      tell(line);
+    }
+    for (const auto& [name, version] : resolving.already_satisfied()) {
+      std::string line = "  " + name;
+      line.append(" ").append(version).append(" (already in the base interpreter)");
+      tell(line);
+    }
+    if (static_cast<int>(resolved->size()) > config_.caps.max_packages) {
+      return fail("the requirements would install " + std::to_string(resolved->size()) +
                   " packages, over caps.max_packages (" +
                   std::to_string(config_.caps.max_packages) + ")");
     }
+    install_file = work->root() + "/pinned.txt";
+    if (auto w = write_file_atomically(install_file, pinned_requirements(*resolved)); !w)
+      return fail_service(w.error());
   } else {
-    log(note("pip " + req.python.pip_version +
+    tell(
+        note("pip " + req.python.pip_version +
              " cannot resolve without installing; caps.max_packages is checked after the install"));
   }
 
-  // 2b. Install, watching the venv's size and file count while pip runs
-  // (one walk of the tree, at most once a second).
+  // 2b. Install exactly what was resolved (--no-deps: no second resolve;
+  // --require-hashes: a file that changed since is refused), watching the
+  // venv's size and file count while pip runs (one walk of the tree, at
+  // most once a second).
   const std::int64_t cap_bytes = config_.caps.max_venv_mb * 1024 * 1024;
   const std::int64_t cap_files = config_.caps.max_venv_files;
   const std::string files_cap =
       "caps.max_venv_files (" + std::to_string(config_.caps.max_venv_files) + " files)";
   auto next_measure = std::chrono::steady_clock::now();
+  PipOutput installing;
+  auto since = std::chrono::steady_clock::now();
   PollHook watch_size = [&]() -> std::string {
+    progress("installing", installing, since);
     auto now = std::chrono::steady_clock::now();
     if (now < next_measure) return {};
     next_measure = now + std::chrono::seconds(1);
@@ -209,12 +377,19 @@ BuildResult Installer::build(const BuildRequest& req, const LineSink& log) const
     }
     return {};
   };
-  r = runner_(pip_command({}), req.deadline, stream, watch_size);
-  if (!r.ok()) {
-    std::string why = describe(r, "pip install", req.deadline_reason);
-    if (!first_error.empty() && !r.timed_out && r.stopped_because.empty())
-      why += ": " + first_error;
-    return fail_run(why, r);
+  if (!resolve_first || resolved_count > 0) {
+    if (resolve_first) {
+      tell(note("installing " + std::to_string(resolved_count) +
+                " package(s), each file checked against the sha256 it was resolved with"));
+      r = runner_(pip_command({"--no-deps", "--require-hashes"}, install_file), req.deadline,
+                  pip_sink(installing), watch_size);
+    } else {
+      tell(note("installing the requirements"));
+      std::vector<std::string> extra;
+      if (config_.require_hashes) extra.emplace_back("--require-hashes");
+      r = runner_(pip_command(extra, install_file), req.deadline, pip_sink(installing), watch_size);
+    }
+    if (!r.ok()) return pip_failed("pip install", r, installing);
   }
 
   // 3. What got installed, read from the dist-info directories: no

@@ -1,9 +1,16 @@
 // Building one venv: `python -m venv --system-site-packages --without-pip`,
-// then the base interpreter's pip module run by the venv's interpreter, from
-// a requirements file the plugin wrote itself, in an isolated child. After
-// pip, no interpreter of the venv runs: what was installed is read from the
-// dist-info directories, and the venv is checked against what venv created
-// (dist_info.hpp).
+// then the base interpreter's pip module run by the venv's interpreter, in an
+// isolated child: one resolve (`pip install --dry-run --report`) from a
+// requirements file the service wrote itself, the caps checked on what it
+// chose, then an install of exactly those files, each pinned to its URL and
+// sha256 (pip_report.hpp). After pip, no interpreter of the venv runs: what
+// was installed is read from the dist-info directories, and the venv is
+// checked against what venv created (dist_info.hpp).
+//
+// What pip says goes whole to the operator's build log; the user is shown it
+// condensed: a line per package, a progress line while pip is quiet, and a
+// failure turned into problems with the user's requirements
+// (pip_messages.hpp).
 #pragma once
 
 #include <chrono>
@@ -33,7 +40,12 @@ struct BuildRequest {
 
 struct BuildResult {
   bool ok = false;
-  std::string failure;  // why, in a user's words, when !ok
+  std::string failure;  // why, when !ok: in full, for the operator's log
+  // why, in a user's words, when shorter than `failure` (problems: their
+  // subjects only, the problems themselves are shown on the user's lines)
+  std::string summary;
+  // What pip could not install, per requirement (requirements.hpp).
+  std::vector<RequirementProblem> problems;
   // The failure is the service's (the index unreachable, a full disk, a
   // permission, a process killed from outside), not the requirements': it is
   // not remembered against them, and the user is told so.
@@ -47,8 +59,11 @@ class Installer {
       : config_(config), store_(store), runner_(std::move(runner)) {}
 
   // Builds into store.env_dir(key), which must not exist. Streams progress
-  // lines to `log`. On failure the partial venv is removed.
-  BuildResult build(const BuildRequest& request, const LineSink& log) const;
+  // lines for the user (and the operator) to `log`, and everything pip and
+  // venv print to `detail` (the operator's build log; may be empty). On
+  // failure the partial venv is removed.
+  BuildResult build(const BuildRequest& request, const LineSink& log,
+                    const LineSink& detail = {}) const;
 
  private:
   const Config& config_;

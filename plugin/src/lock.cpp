@@ -41,6 +41,7 @@ Expected<KeyLock> KeyLock::open(const std::string& path, bool create) {
   if (!regular(fd.get())) return Error{"the lock file " + path + " is not a regular file"};
   KeyLock l;
   l.fd_ = std::move(fd);
+  l.path_ = path;
   return l;
 }
 
@@ -50,15 +51,24 @@ Expected<KeyLock> KeyLock::open_for_lease(const std::string& path) {
   if (!regular(fd.get())) return Error{"the lock file " + path + " is not a regular file"};
   KeyLock l;
   l.fd_ = std::move(fd);
+  l.path_ = path;
   return l;
 }
 
 bool KeyLock::try_lock(Mode mode) {
-  if (set_lock(fd_.get(), mode == Mode::kShared ? F_RDLCK : F_WRLCK)) {
-    held_ = true;
-    return true;
+  if (!set_lock(fd_.get(), mode == Mode::kShared ? F_RDLCK : F_WRLCK)) return false;
+  // Deleted (or replaced) under its exclusive lock between our open and our
+  // lock: a lock on this file no longer keeps anyone away.
+  struct stat mine {
+  }, named{};
+  if (::fstat(fd_.get(), &mine) != 0 || ::lstat(path_.c_str(), &named) != 0 ||
+      mine.st_dev != named.st_dev || mine.st_ino != named.st_ino) {
+    set_lock(fd_.get(), F_UNLCK);
+    stale_ = true;
+    return false;
   }
-  return false;
+  held_ = true;
+  return true;
 }
 
 bool KeyLock::lock_until(Mode mode, std::chrono::steady_clock::time_point deadline) {

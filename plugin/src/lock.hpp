@@ -5,7 +5,10 @@
 // another descriptor of the same file does not drop it.
 //
 // Readers (compiles using a venv) hold it shared; a builder or an evictor
-// holds it exclusive. The lock file is never deleted.
+// holds it exclusive. Eviction deletes the lock file of a key that is gone,
+// and only while it holds the file's exclusive lock; so whoever takes the
+// lock checks, once it has it, that the path still names the file it locked
+// (try_lock fails and stale() is true otherwise: open the path again).
 #pragma once
 
 #include <chrono>
@@ -26,17 +29,23 @@ class KeyLock {
   // lease, granted through a read-only mount of the store.
   static Expected<KeyLock> open_for_lease(const std::string& path);
 
+  // False when held by another in a conflicting mode, or when the file was
+  // deleted or replaced since it was opened (then stale()).
   bool try_lock(Mode mode);
   // Polls until `deadline`; false when it passed.
   bool lock_until(Mode mode, std::chrono::steady_clock::time_point deadline);
   void unlock();
   [[nodiscard]] bool held() const { return held_; }
   [[nodiscard]] int fd() const { return fd_.get(); }
+  [[nodiscard]] bool stale() const { return stale_; }
+  [[nodiscard]] const std::string& path() const { return path_; }
 
  private:
   KeyLock() = default;
   UniqueFd fd_;
+  std::string path_;
   bool held_ = false;
+  bool stale_ = false;
 };
 
 }  // namespace clsi::venv

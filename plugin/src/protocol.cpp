@@ -44,21 +44,136 @@ std::string dump(const json& j) {
   return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
+json problems_json(const std::vector<RequirementProblem>& problems) {
+  json a = json::array();
+  for (const auto& p : problems)
+    a.push_back({{"requirements", p.requirements}, {"text", p.text}, {"conflict", p.conflict}});
+  return a;
+}
+
+std::vector<RequirementProblem> problems_of(const json& a) {
+  std::vector<RequirementProblem> out;
+  if (!a.is_array()) return out;
+  for (const auto& item : a) {
+    if (out.size() >= kMaxProblems) break;
+    if (!item.is_object()) continue;
+    RequirementProblem p;
+    auto text = item.find("text");
+    if (text == item.end() || !text->is_string()) continue;
+    p.text = text->get<std::string>().substr(0, kMaxProblemText);
+    auto reqs = item.find("requirements");
+    if (reqs != item.end() && reqs->is_array()) {
+      for (const auto& r : *reqs) {
+        if (r.is_string() && p.requirements.size() < kMaxProblems)
+          p.requirements.push_back(r.get<std::string>());
+      }
+    }
+    auto conflict = item.find("conflict");
+    p.conflict = conflict != item.end() && conflict->is_boolean() && conflict->get<bool>();
+    out.push_back(std::move(p));
+  }
+  return out;
+}
+
+const char* origin_name(Origin o) {
+  switch (o) {
+    case Origin::kWarm:
+      return "warm";
+    case Origin::kRewarm:
+      return "rewarm";
+    case Origin::kCompile:
+      break;
+  }
+  return "compile";
+}
+
+Origin origin_of(const std::string& s) {
+  if (s == "warm") return Origin::kWarm;
+  if (s == "rewarm") return Origin::kRewarm;
+  return Origin::kCompile;
+}
+
+std::string string_field(const json& j, const char* name) {
+  auto it = j.find(name);
+  return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
 }  // namespace
 
+const char* outcome_kind(Outcome o) {
+  switch (o) {
+    case Outcome::kHit:
+      return "hit";
+    case Outcome::kReady:
+      return "ready";
+    case Outcome::kRefused:
+      return "refused";
+    case Outcome::kGated:
+      return "gated";
+    default:
+      return "fallback";
+  }
+}
+
+const char* fallback_reason(Outcome o) {
+  switch (o) {
+    case Outcome::kServiceUnavailable:
+      return "service_unavailable";
+    case Outcome::kBuildFailed:
+      return "build_failed";
+    case Outcome::kServiceFault:
+      return "service_fault";
+    case Outcome::kDeadline:
+      return "deadline";
+    case Outcome::kCancelled:
+      return "cancelled";
+    case Outcome::kUnusable:
+      return "unusable";
+    case Outcome::kHostRefused:
+      return "host_refused";
+    case Outcome::kPluginError:
+      return "plugin_error";
+    default:
+      return "";
+  }
+}
+
+bool is_fallback(Outcome o) {
+  return *fallback_reason(o) != '\0';
+}
+
 std::string encode_build(const BuildRequest& r) {
-  return dump({{"op", "build"},
-               {"requirements", r.requirements},
-               {"project_id", r.project_id},
-               {"user_id", r.user_id}});
+  json j = {{"op", "build"},
+            {"requirements", r.requirements},
+            {"project_id", r.project_id},
+            {"user_id", r.user_id}};
+  if (!r.compile_id.empty()) j["compile_id"] = r.compile_id;
+  if (r.origin != Origin::kCompile) j["origin"] = origin_name(r.origin);
+  return dump(j);
 }
 
 std::string encode_used(const std::string& key, bool hit) {
   return dump({{"op", "used"}, {"key", key}, {"hit", hit}});
 }
 
+std::string encode_used(const UseReport& r) {
+  json j = {{"op", "used"},
+            {"key", r.key},
+            {"hit", r.outcome == Outcome::kHit},
+            {"outcome", outcome_kind(r.outcome)},
+            {"compile_id", r.compile_id},
+            {"project_id", r.project_id},
+            {"user_id", r.user_id}};
+  if (is_fallback(r.outcome)) j["reason"] = fallback_reason(r.outcome);
+  return dump(j);
+}
+
 std::string encode_status_request() {
   return dump({{"op", "status"}});
+}
+
+std::string encode_counters_request() {
+  return dump({{"op", "counters"}});
 }
 
 std::string encode(const Event& e) {
@@ -71,8 +186,10 @@ std::string encode(const Event& e) {
     if (!e.ok) {
       j["cause"] = cause_name(e.cause);
       j["reason"] = e.reason;
+      if (!e.problems.empty()) j["problems"] = problems_json(e.problems);
     }
   }
+  if (e.event == "counters") j["text"] = e.text;
   if (e.event == "status") {
     j["running"] = e.running;
     j["queued"] = e.queued;
@@ -96,11 +213,10 @@ Expected<Request> decode_request(const std::string& line) {
       if (!item.is_string()) return Error{"\"requirements\" must hold strings"};
       r.build.requirements.push_back(item.get<std::string>());
     }
-    for (auto [field, out] :
-         {std::pair{"project_id", &r.build.project_id}, std::pair{"user_id", &r.build.user_id}}) {
-      auto it = j.find(field);
-      if (it != j.end() && it->is_string()) *out = it->get<std::string>();
-    }
+    r.build.project_id = string_field(j, "project_id");
+    r.build.user_id = string_field(j, "user_id");
+    r.build.compile_id = string_field(j, "compile_id");
+    r.build.origin = origin_of(string_field(j, "origin"));
     return r;
   }
   if (r.op == "used") {
@@ -109,9 +225,25 @@ Expected<Request> decode_request(const std::string& line) {
     r.key = key->get<std::string>();
     auto hit = j.find("hit");
     r.hit = hit != j.end() && hit->is_boolean() && hit->get<bool>();
+    r.used.key = r.key;
+    r.used.outcome = r.hit ? Outcome::kHit : Outcome::kReady;
+    r.used.compile_id = string_field(j, "compile_id");
+    r.used.project_id = string_field(j, "project_id");
+    r.used.user_id = string_field(j, "user_id");
+    const std::string kind = string_field(j, "outcome");
+    if (kind == "refused") r.used.outcome = Outcome::kRefused;
+    if (kind == "gated") r.used.outcome = Outcome::kGated;
+    if (kind == "fallback") {
+      // An unknown reason is counted as a plugin error: label values stay a
+      // known, small set whatever a peer sends.
+      r.used.outcome = Outcome::kPluginError;
+      const std::string reason = string_field(j, "reason");
+      for (Outcome o : kAllOutcomes)
+        if (is_fallback(o) && reason == fallback_reason(o)) r.used.outcome = o;
+    }
     return r;
   }
-  if (r.op == "status") return r;
+  if (r.op == "status" || r.op == "counters") return r;
   return Error{"unknown op \"" + r.op + "\""};
 }
 
@@ -139,7 +271,18 @@ Expected<Event> decode_event(const std::string& line) {
   e.max_running_seen = num("max_running_seen");
   auto ok = j.find("ok");
   e.ok = ok != j.end() && ok->is_boolean() && ok->get<bool>();
+  if (auto problems = j.find("problems"); problems != j.end()) e.problems = problems_of(*problems);
   return e;
+}
+
+std::string encode_problems(const std::vector<RequirementProblem>& problems) {
+  return dump(problems_json(problems));
+}
+
+std::vector<RequirementProblem> decode_problems(std::string_view json_text) {
+  json j = json::parse(json_text, nullptr, false);
+  if (j.is_discarded()) return {};
+  return problems_of(j);
 }
 
 bool LineChannel::send(const std::string& line, Clock::time_point deadline) {

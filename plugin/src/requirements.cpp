@@ -443,6 +443,7 @@ ParsedRequirements parse_requirements(std::string_view text, const ParseOptions&
     return out;
   }
   std::set<std::string> seen;
+  std::set<std::string> names;  // distinct packages, for max_packages
   int line_no = 0;
   int requirement_lines = 0;
   std::size_t pos = 0;
@@ -490,6 +491,14 @@ ParsedRequirements parse_requirements(std::string_view text, const ParseOptions&
       continue;
     }
     req->line = line_no;
+    names.insert(req->name);
+    if (options.max_packages > 0 && static_cast<int>(names.size()) > options.max_packages) {
+      out.refusals.push_back(
+          {line_no, "more than " + std::to_string(options.max_packages) + " distinct packages",
+           "caps.max_packages is " + std::to_string(options.max_packages) +
+               ", and dependencies count too"});
+      break;
+    }
     if (seen.insert(req->canonical).second) out.requirements.push_back(std::move(*req));
   }
   std::sort(out.requirements.begin(), out.requirements.end(),
@@ -501,6 +510,55 @@ std::string format_refusal(std::string_view file_name, const Refusal& r) {
   std::string out = "./" + std::string(file_name);
   if (r.line > 0) out += ":" + std::to_string(r.line);
   out += ": refused: " + r.what + " (" + r.why + ")";
+  return out;
+}
+
+std::vector<std::string> format_problem(std::string_view file_name,
+                                        const std::vector<Requirement>& requirements,
+                                        const RequirementProblem& problem) {
+  auto find = [&](const std::string& canonical) -> const Requirement* {
+    for (const auto& r : requirements)
+      if (r.canonical == canonical) return &r;
+    return nullptr;
+  };
+  const std::string text = echo_text(problem.text);
+  const std::string prefix = "./" + std::string(file_name) + ":";
+  std::vector<std::string> out;
+  auto unplaced = [&](const std::string& canonical) {
+    out.push_back("[python-venv] " + echo_text(canonical) + ": " + text);
+  };
+  if (problem.requirements.empty()) {
+    out.push_back("[python-venv] " + text);
+    return out;
+  }
+  if (!problem.conflict) {
+    const Requirement* r = find(problem.requirements.front());
+    if (r) {
+      out.push_back(prefix + std::to_string(r->line) + ": " + text);
+    } else {
+      unplaced(problem.requirements.front());
+    }
+    return out;
+  }
+  for (const auto& subject : problem.requirements) {
+    const Requirement* r = find(subject);
+    std::string others;
+    for (const auto& other : problem.requirements) {
+      if (other == subject) continue;
+      const Requirement* o = find(other);
+      others += others.empty() ? "" : " and ";
+      others +=
+          o ? "line " + std::to_string(o->line) + " (" + echo_text(other) + ")" : echo_text(other);
+    }
+    std::string what = echo_text(subject) + " conflicts with " + others;
+    if (!text.empty()) what += ": " + text;
+    if (r) {
+      out.push_back(prefix + std::to_string(r->line) + ": ");
+    } else {
+      out.emplace_back("[python-venv] ");
+    }
+    out.back() += what;
+  }
   return out;
 }
 

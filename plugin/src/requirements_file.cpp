@@ -61,7 +61,7 @@ Expected<std::optional<RequirementsFile>> read_requirements_file(
                    std::to_string(max_bytes) + " bytes)"};
     };
     if (st.st_size > max_bytes) return too_big();
-    RequirementsFile file{name, {}};
+    RequirementsFile file{name, {}, {}};
     // Read at most max_bytes + 1 (the file may grow after fstat), but never
     // allocate the cap itself: an operator may configure a very large one.
     const auto limit = static_cast<std::uint64_t>(max_bytes) + 1;
@@ -77,6 +77,11 @@ Expected<std::optional<RequirementsFile>> read_requirements_file(
       got += static_cast<std::uint64_t>(n);
     }
     if (got > static_cast<std::uint64_t>(max_bytes)) return too_big();
+    for (auto later = std::find(names.begin(), names.end(), name) + 1; later != names.end();
+         ++later) {
+      if (*later != name && ::fstatat(dir.get(), later->c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0)
+        file.ignored.push_back(*later);
+    }
     return std::optional<RequirementsFile>(std::move(file));
   }
   return std::optional<RequirementsFile>();

@@ -15,6 +15,9 @@ namespace clsi::venv {
 struct RequirementsFile {
   std::string name;  // e.g. "requirements.txt"
   std::string text;
+  // The later of `names` that are present too, and are not read: the user
+  // is told which file counts.
+  std::vector<std::string> ignored;
 };
 
 // The first of `names` present at the root of `compile_dir`. nullopt: none

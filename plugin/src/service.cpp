@@ -17,6 +17,8 @@
 #include "builder.hpp"
 #include "clsi/errno_text.hpp"
 #include "eviction.hpp"
+#include "installer.hpp"
+#include "isolation.hpp"
 #include "key.hpp"
 #include "lock.hpp"
 #include "requirements.hpp"
@@ -26,6 +28,7 @@
 namespace clsi::venv {
 namespace {
 
+using oplog::Level;
 using protocol::Cause;
 using protocol::Clock;
 using protocol::Event;
@@ -73,6 +76,7 @@ struct BuildService::Job {
   std::string key;
   std::vector<Requirement> requirements;
   InterpreterFacts python;
+  protocol::BuildRequest asked;    // by the first compile (its ids, for the log)
   std::vector<std::string> lines;  // progress so far, each ending in '\n'
   bool started = false;
   bool finished = false;
@@ -91,6 +95,7 @@ BuildService::~BuildService() {
   for (auto& w : workers_)
     if (w.joinable()) w.join();
   if (gc_thread_.joinable()) gc_thread_.join();
+  if (metrics_thread_.joinable()) metrics_thread_.join();
   for (auto& [id, t] : connection_threads_)  // run() joined them, unless it never ran
     if (t.joinable()) t.join();
 }
@@ -128,7 +133,9 @@ Expected<bool> BuildService::start() {
     for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
       std::error_code rm;
       std::filesystem::remove_all(e.path(), rm);
-      if (!rm) oplog_("removed " + e.path().string() + ", left by an interrupted build");
+      if (!rm)
+        op_log(Level::kInfo, "cleanup",
+               "removed " + e.path().string() + ", left by an interrupted build");
     }
   }
   // pip's cache is the service's alone: nobody else reads or plants entries.
@@ -165,12 +172,32 @@ Expected<bool> BuildService::start() {
   wake_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (!wake_) return Error{std::string("eventfd: ") + clsi::errno_text(errno)};
 
+  // The counters go on from where the last run left them (metrics.json).
+  started_at_ = static_cast<std::int64_t>(std::time(nullptr));
+  if (auto l = metrics_.load(store_.metrics_state_path()); !l)
+    op_log(Level::kWarning, "metrics", l.error());
+  // Metrics are worth a warning, never a service that does not start.
+  if (config_.service.metrics_address != "off") {
+    auto http = MetricsHttpServer::listen(config_.service.metrics_address);
+    if (http) {
+      http_.emplace(std::move(*http));
+    } else {
+      op_log(Level::kError, "metrics", http.error() + "; metrics are not served over HTTP");
+    }
+  }
+
   for (int i = 0; i < config_.service.max_parallel_builds; ++i)
     workers_.emplace_back([this] { worker(); });
   gc_thread_ = std::thread([this] { scheduled_gc(); });
-  oplog_("listening on " + path + " for the store " + store_.root() + " as uid " +
-         std::to_string(me) + " (" + std::to_string(config_.service.max_parallel_builds) +
-         " parallel build(s))");
+  metrics_thread_ = std::thread([this] { metrics_loop(); });
+  op_log(Level::kInfo, "start",
+         "listening on " + path + " for the store " + store_.root() + " as uid " +
+             std::to_string(me) + " (" + std::to_string(config_.service.max_parallel_builds) +
+             " parallel build(s))" +
+             (http_ ? "; metrics on http://" + http_->address() + "/metrics" : std::string()) +
+             (config_.service.metrics_textfile.empty()
+                  ? std::string()
+                  : "; metrics written to " + config_.service.metrics_textfile));
   return true;
 }
 
@@ -179,9 +206,9 @@ Expected<bool> BuildService::start() {
 // lock file, so a render cannot take one.
 Expected<bool> BuildService::restrict_leases() const {
   if (config_.service.lease_gid < 0) {
-    oplog_(
-        "warning: service.lease_gid is not set: anyone who can read the store can hold a "
-        "venv's lease and keep it from being evicted or rebuilt");
+    op_log(Level::kWarning, "config",
+           "service.lease_gid is not set: anyone who can read the store can hold a "
+           "venv's lease and keep it from being evicted or rebuilt");
     return true;
   }
   const auto gid = static_cast<gid_t>(config_.service.lease_gid);
@@ -222,7 +249,7 @@ void BuildService::run() {
     if (::poll(fds, 2, 1000) > 0 && (fds[0].revents & POLLIN)) accept_one();
     join_ended_connections();
   }
-  oplog_("stopping: running builds are stopped and removed");
+  op_log(Level::kInfo, "stop", "stopping: running builds are stopped and removed");
   listener_.reset();
   ::unlink(config_.service.socket.c_str());
   for (auto& w : workers_)
@@ -248,7 +275,8 @@ void BuildService::run() {
   cv_.wait(lock, [&] { return connections_ == 0; });
   lock.unlock();
   join_ended_connections();
-  oplog_("stopped");
+  if (metrics_thread_.joinable()) metrics_thread_.join();  // it saves the counters last
+  op_log(Level::kInfo, "stop", "stopped");
 }
 
 bool BuildService::allowed(const Peer& peer) const {
@@ -279,9 +307,12 @@ void BuildService::accept_one() {
     auto& last = refusals_logged_[peer.uid];
     if (last == Clock::time_point() || now - last > std::chrono::minutes(1)) {
       last = now;
-      oplog_("refused connections from uid " + std::to_string(peer.uid) + " gid " +
-             std::to_string(peer.gid) + " (not in service.allowed_uids or service.allowed_gids)");
+      op_log(Level::kWarning, "refused",
+             "refused connections from uid " + std::to_string(peer.uid) + " gid " +
+                 std::to_string(peer.gid) +
+                 " (not in service.allowed_uids or service.allowed_gids)");
     }
+    metrics_.refused("peer");
     return refuse("uid " + std::to_string(peer.uid) +
                   " may not use this build service (service.allowed_uids / allowed_gids)");
   }
@@ -289,7 +320,10 @@ void BuildService::accept_one() {
   const std::uint64_t id = next_connection_++;
   {
     std::lock_guard lock(mu_);
-    if (connections_ >= kMaxConnections) return refuse("the build service is busy");
+    if (connections_ >= kMaxConnections) {
+      metrics_.refused("busy");
+      return refuse("the build service is busy");
+    }
     ++connections_;
     live_.insert(raw);
   }
@@ -307,7 +341,7 @@ void BuildService::accept_one() {
                                 }));
   } catch (const std::system_error& e) {  // out of threads (a pids limit)
     done();
-    oplog_(std::string("cannot serve a connection: ") + e.what());
+    op_log(Level::kError, "error", std::string("cannot serve a connection: ") + e.what());
   }
 }
 
@@ -333,6 +367,7 @@ void BuildService::serve(UniqueFd fd, Peer peer) {
   if (!line) return;
   auto request = protocol::decode_request(*line);
   if (!request) {
+    metrics_.refused("bad_request");
     Event e;
     e.event = "error";
     e.reason = request.error();
@@ -340,7 +375,14 @@ void BuildService::serve(UniqueFd fd, Peer peer) {
     return;
   }
   if (request->op == "build") return serve_build(ch, request->build, peer);
-  if (request->op == "used") return serve_used(ch, request->key, request->hit);
+  if (request->op == "used") return serve_used(ch, request->used);
+  if (request->op == "counters") {  // clsi-venvs stats: the live counters
+    Event e;
+    e.event = "counters";
+    e.text = metrics::to_json(metrics_.snapshot());
+    ch.send(protocol::encode(e), Clock::now() + kSendTimeout);
+    return;
+  }
   if (request->op == "status") {
     Event e;
     e.event = "status";
@@ -354,12 +396,15 @@ void BuildService::serve(UniqueFd fd, Peer peer) {
   }
 }
 
-void BuildService::serve_used(protocol::LineChannel& ch, const std::string& key, bool hit) {
-  if (is_key(key) && store_.is_complete(key)) {
-    store_.touch(key);  // last use, for LRU eviction
-    store_.append_event(hit ? "hit" : "use", key);
+void BuildService::serve_used(protocol::LineChannel& ch, const protocol::UseReport& report) {
+  const bool used =
+      report.outcome == protocol::Outcome::kHit || report.outcome == protocol::Outcome::kReady;
+  if (used && is_key(report.key) && store_.is_complete(report.key)) {
+    store_.touch(report.key);  // last use, for LRU eviction
+    store_.append_event(report.outcome == protocol::Outcome::kHit ? "hit" : "use", report.key);
   }
-  ch.send(protocol::encode(done_ok(key)), Clock::now() + kSendTimeout);
+  metrics_.outcome(report.outcome);
+  ch.send(protocol::encode(done_ok(report.key)), Clock::now() + kSendTimeout);
 }
 
 void BuildService::serve_build(protocol::LineChannel& ch, const protocol::BuildRequest& request,
@@ -374,6 +419,7 @@ void BuildService::serve_build(protocol::LineChannel& ch, const protocol::BuildR
   auto parsed =
       parse_requirements(text, {config_.require_hashes, config_.caps.max_requirement_lines});
   if (!parsed.refusals.empty() || parsed.requirements.empty()) {
+    metrics_.refused("bad_request");
     std::string why =
         parsed.requirements.empty()
             ? "the request lists no packages"
@@ -387,7 +433,7 @@ void BuildService::serve_build(protocol::LineChannel& ch, const protocol::BuildR
   }
   auto python = probe_.facts(config_.base_python);
   if (!python) {
-    oplog_("warning: " + python.error());
+    op_log(Level::kWarning, "probe", python.error());
     send(done_failed(Cause::kService, python.error()));
     return;
   }
@@ -397,6 +443,8 @@ void BuildService::serve_build(protocol::LineChannel& ch, const protocol::BuildR
   for (const auto& r : parsed.requirements)
     canonical.push_back(r.canonical);
   const std::string id = short_key(key);
+  // Hits and misses are compiles' lookups; warm and rewarm are not.
+  const bool counted = request.origin == protocol::Origin::kCompile;
 
   std::shared_ptr<Job> job;
   std::size_t cursor = 0;
@@ -408,6 +456,7 @@ void BuildService::serve_build(protocol::LineChannel& ch, const protocol::BuildR
       cursor = job->lines.size();
     }
   }
+  if (job && counted) metrics_.miss();  // following a build under way
   if (!job) {
     auto check = check_venv(store_, ::geteuid(), key, canonical);
     // A compile can lease it only through a lock file that is a regular file;
@@ -416,17 +465,25 @@ void BuildService::serve_build(protocol::LineChannel& ch, const protocol::BuildR
     if (check.state == VenvState::kUsable &&
         ::lstat(store_.lock_path(key).c_str(), &lock_st) == 0 && S_ISREG(lock_st.st_mode)) {
       store_.append_event("hit", key);
+      if (counted) metrics_.hit();
       send(done_ok(key));
       return;
     }
+    if (counted) metrics_.miss();
     if (check.state == VenvState::kUntrusted)
-      oplog_("warning: environment " + id + " is rebuilt: " + check.why);
+      op_log({Level::kWarning, "service", "rebuild", request.compile_id, request.project_id,
+              request.user_id, key, std::nullopt, "untrusted",
+              "environment " + id + " is rebuilt: " + check.why});
     if (auto f = store_.recent_failure(key, config_.retry_failed_after_s)) {
-      send(done_failed(Cause::kRequirements,
-                       "the last build of environment " + id + " failed at " + utc_time(f->at) +
-                           ": " + f->reason + "; it is tried again after " + utc_time(f->retry_at) +
-                           ", or at once when the requirements change",
-                       key));
+      auto remembered = decode_failure(f->reason);  // with its problems (builder.hpp)
+      Event e =
+          done_failed(Cause::kRequirements,
+                      "the last build of environment " + id + " failed at " + utc_time(f->at) +
+                          ": " + remembered.reason + "; it is tried again after " +
+                          utc_time(f->retry_at) + ", or at once when the requirements change",
+                      key);
+      e.problems = std::move(remembered.problems);
+      send(e);
       return;
     }
     std::lock_guard lock(mu_);
@@ -442,12 +499,23 @@ void BuildService::serve_build(protocol::LineChannel& ch, const protocol::BuildR
       job->key = key;
       job->requirements = parsed.requirements;
       job->python = *python;
+      job->asked = request;
+      job->asked.requirements.clear();
       jobs_[key] = job;
       queue_.push_back(job);
       created = true;
       store_.append_event("miss", key);
-      oplog_("queued environment " + id + " for project " + request.project_id + " (uid " +
-             std::to_string(peer.uid) + ")");
+      op_log({Level::kInfo,
+              "service",
+              "queued",
+              request.compile_id,
+              request.project_id,
+              request.user_id,
+              key,
+              std::nullopt,
+              {},
+              "queued environment " + id + " for project " + request.project_id + " (uid " +
+                  std::to_string(peer.uid) + ")"});
     }
   }
   // Sent once the build is queued: a compile that has already given up must
@@ -509,13 +577,29 @@ void BuildService::worker() {
       max_running_seen_ = std::max(max_running_seen_, running_);
     }
     cv_.notify_all();
-    Event result = build(*job);
+    auto gc_log = [&](std::string_view l) { op_log(Level::kInfo, "gc", l); };
+    // Room first: a build into a volume that is (nearly) full fails halfway
+    // and takes other writers down with it. Refused, it is the service's
+    // problem, and the compile falls back saying so.
+    Expected<bool> room = true;
+    {
+      std::lock_guard gc(gc_mu_);
+      room = make_room(config_, store_, {job->key}, gc_log, &sizes_);
+    }
+    Event result;
+    if (!room) {
+      metrics_.refused("low_disk");
+      op_log({Level::kError, "service", "refused", job->asked.compile_id, job->asked.project_id,
+              job->asked.user_id, job->key, std::nullopt, "low_disk", room.error()});
+      result = done_failed(Cause::kService, room.error(), job->key);
+    } else {
+      result = build(*job);
+    }
     // Eviction runs once the key's lock is released, before the waiting
     // compiles are told, so they find the store within its budget.
     if (!stopping() && result.ok) {
       std::lock_guard gc(gc_mu_);
-      evict_if_over_budget(config_, store_, {job->key},
-                           [&](std::string_view l) { oplog_(std::string(l)); });
+      counted_gc(evict_after_build(config_, store_, {job->key}, gc_log, &sizes_));
     }
     {
       std::lock_guard lock(mu_);  // waiters read result once finished is set
@@ -531,10 +615,7 @@ void BuildService::worker() {
 // Returns the answer for everyone waiting; the worker publishes it.
 Event BuildService::build(Job& job) {
   const std::string id = short_key(job.key);
-  UniqueFd log(::open(store_.build_log_path(job.key).c_str(),
-                      O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0644));
-  struct stat log_st {};
-  if (log && (::fstat(log.get(), &log_st) != 0 || !S_ISREG(log_st.st_mode))) log.reset();
+  UniqueFd log;  // logs/<key>.log, opened once the key's lock is held
   auto sink = [&](std::string_view line) {
     std::string l(line);
     l += '\n';
@@ -545,8 +626,21 @@ Event BuildService::build(Job& job) {
     }
     cv_.notify_all();
   };
+  // Everything pip says, for the operator only: compiles get `sink`'s lines.
+  auto detail = [&](std::string_view line) {
+    std::string l(line);
+    l += '\n';
+    if (log) (void)!::write(log.get(), l.data(), l.size());
+  };
   auto fail = [&](Cause cause, const std::string& why) {
-    oplog_("environment " + id + ": " + why);
+    op_log({Level::kWarning, "service", "build_failed", job.asked.compile_id, job.asked.project_id,
+            job.asked.user_id, job.key, std::nullopt,
+            cause == Cause::kRequirements ? "requirements" : "service",
+            "environment " + id +
+                (cause == Cause::kRequirements
+                     ? ": "
+                     : " could not be built for a reason of the service's: ") +
+                why});
     return done_failed(cause, why, job.key);
   };
   // Only a regular lock file is ever locked (KeyLock): anything else in its
@@ -570,11 +664,24 @@ Event BuildService::build(Job& job) {
   // on purpose cannot take a build slot for long.
   auto deadline = Clock::now() + std::chrono::seconds(std::min(config_.caps.install_timeout_s, 60));
   while (!lock->try_lock(KeyLock::Mode::kExclusive)) {
+    if (lock->stale()) {  // eviction deleted it under its lock: the new one is ours
+      lock = KeyLock::open(store_.lock_path(job.key), true);
+      if (!lock) return fail(Cause::kService, lock.error());
+      continue;
+    }
     if (stopping()) return fail(Cause::kService, "the build service is stopping");
-    if (Clock::now() >= deadline)
+    if (Clock::now() >= deadline) {
+      metrics_.build_failed(Cause::kService);
       return fail(Cause::kService, "environment " + id + " stayed in use; it was not rebuilt");
+    }
     std::this_thread::sleep_for(kTick);
   }
+  // Under the lock, so eviction (which removes the logs of gone keys under
+  // their locks) leaves this one be.
+  log.reset(::open(store_.build_log_path(job.key).c_str(),
+                   O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0644));
+  struct stat log_st {};
+  if (log && (::fstat(log.get(), &log_st) != 0 || !S_ISREG(log_st.st_mode))) log.reset();
   std::vector<std::string> canonical;
   for (const auto& r : job.requirements)
     canonical.push_back(r.canonical);
@@ -592,19 +699,32 @@ Event BuildService::build(Job& job) {
     });
   };
   auto start = Clock::now();
-  auto out = build_locked(config_, store_, runner, req, sink, [this] { return stopping(); });
+  auto out = build_locked(
+      config_, store_, runner, req, sink, [this] { return stopping(); }, detail);
   double secs = std::chrono::duration<double>(Clock::now() - start).count();
   if (out.ok) {
-    oplog_("built environment " + id + " in " + std::to_string(secs) + " s");
+    metrics_.built(secs);
+    op_log({Level::kInfo,
+            "service",
+            "built",
+            job.asked.compile_id,
+            job.asked.project_id,
+            job.asked.user_id,
+            job.key,
+            secs,
+            {},
+            "built environment " + id + " in " + std::to_string(secs) + " s"});
     return done_ok(job.key);
   }
   if (stopping()) return fail(Cause::kService, "the build service stopped during the build");
-  if (out.service_fault) {
-    oplog_("warning: environment " + id +
-           " could not be built for a reason of the service's: " + out.failure);
-    return fail(Cause::kService, out.failure);
-  }
-  return fail(Cause::kRequirements, out.failure);
+  metrics_.build_failed(out.service_fault ? Cause::kService : Cause::kRequirements);
+  if (out.service_fault) return fail(Cause::kService, out.failure);
+  // The operator's log has it in full; compiles get the user's words and
+  // the problems to annotate their lines with.
+  Event e = fail(Cause::kRequirements, out.failure);
+  e.reason = out.summary.empty() ? out.failure : out.summary;
+  e.problems = std::move(out.problems);
+  return e;
 }
 
 void BuildService::scheduled_gc() {
@@ -616,15 +736,98 @@ void BuildService::scheduled_gc() {
     if (stopping()) return;
     lock.unlock();
     std::unique_lock gc(gc_mu_);
-    auto report = collect_garbage(store_, config_.eviction.max_total_mb * 1024 * 1024, false);
+    auto report = collect_garbage(store_, gc_options(config_), &sizes_);
     gc.unlock();
     for (const auto& l : report.lines)
-      oplog_("gc: " + l);
+      op_log(report.error.empty() ? Level::kInfo : Level::kError, "gc", "gc: " + l);
     for (const auto& key : report.removed)
       store_.append_event("evict", key);
+    counted_gc(report);
     next = Clock::now() + std::chrono::seconds(config_.eviction.gc_interval_s);
     lock.lock();
   }
+}
+
+void BuildService::counted_gc(const GcReport& report) {
+  if (!report.error.empty() || (report.lines.empty() && report.removed.empty())) return;
+  metrics_.gc_ran(static_cast<std::int64_t>(std::time(nullptr)));
+  metrics_.evicted(report.removed.size());
+}
+
+void BuildService::op_log(oplog::Entry e) const {
+  e.source = "service";
+  oplog_(oplog::line(e));
+}
+
+void BuildService::op_log(Level level, std::string_view event, std::string_view message) const {
+  oplog::Entry e;
+  e.level = level;
+  e.event = event;
+  e.message = message;
+  op_log(e);
+}
+
+HttpResponse BuildService::scrape() {
+  HttpResponse r;
+  auto usage = measure_store(store_, &sizes_);
+  if (!usage) {
+    // Zeros would read as an empty store; a failed scrape reads as what it is.
+    r.status = 503;
+    r.content_type = "text/plain; charset=utf-8";
+    r.body = usage.error() + "\n";
+    return r;
+  }
+  metrics::Gauges g;
+  {
+    std::lock_guard lock(mu_);
+    g.running = running_;
+    g.queued = static_cast<int>(queue_.size());
+  }
+  g.budget_bytes = config_.eviction.max_total_mb * 1024 * 1024;
+  g.pip_cache_max_bytes = config_.eviction.max_pip_cache_mb * 1024 * 1024;
+  g.min_free_bytes = config_.eviction.min_free_mb * 1024 * 1024;
+  if (auto f = free_bytes(store_.root())) g.free_bytes = *f;
+  g.start_time = started_at_;
+  r.body = metrics::render(metrics_.snapshot(), g, *usage);
+  return r;
+}
+
+// metrics.json, and the textfile when configured: what a restart, or a
+// node exporter, reads. A textfile of a store that cannot be read is removed,
+// not left with old numbers.
+void BuildService::publish_metrics() {
+  if (auto s = metrics_.save(store_.metrics_state_path()); !s && !textfile_failing_)
+    op_log(Level::kWarning, "metrics", "cannot keep the counters: " + s.error());
+  const std::string& path = config_.service.metrics_textfile;
+  if (path.empty()) return;
+  auto r = scrape();
+  Expected<bool> written = true;
+  if (r.status == 200) {
+    written = write_file_atomically(path, r.body);
+  } else {
+    (void)::unlink(path.c_str());
+    written = Error{r.body.substr(0, r.body.size() - 1) + "; " + path + " removed"};
+  }
+  if (!written && !textfile_failing_) op_log(Level::kError, "metrics", written.error());
+  if (written && textfile_failing_) op_log(Level::kInfo, "metrics", "writing " + path + " again");
+  textfile_failing_ = !written;
+}
+
+void BuildService::metrics_loop() {
+  const auto interval = std::chrono::seconds(config_.service.metrics_interval_s);
+  auto next = Clock::now();  // the textfile at once, so that it is there from the start
+  while (!stopping()) {
+    if (Clock::now() >= next) {
+      publish_metrics();
+      next = Clock::now() + interval;
+    }
+    pollfd fds[2] = {{wake_.get(), POLLIN, 0}, {http_ ? http_->fd() : -1, POLLIN, 0}};
+    auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next - Clock::now());
+    int n = ::poll(fds, 2, static_cast<int>(std::clamp<long long>(wait.count(), 0, 1000)));
+    if (n > 0 && (fds[1].revents & POLLIN) && !stopping())
+      http_->serve_one([this] { return scrape(); });
+  }
+  publish_metrics();  // the last counts of this run
 }
 
 }  // namespace clsi::venv

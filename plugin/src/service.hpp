@@ -14,6 +14,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -21,6 +22,10 @@
 
 #include "clsi/unique_fd.hpp"
 #include "config.hpp"
+#include "eviction.hpp"
+#include "http_metrics.hpp"
+#include "metrics.hpp"
+#include "oplog.hpp"
 #include "probe.hpp"
 #include "process_runner.hpp"
 #include "protocol.hpp"
@@ -30,7 +35,8 @@ namespace clsi::venv {
 
 class BuildService {
  public:
-  // `oplog`: the operator's log (the service's stderr or journal).
+  // `oplog`: the operator's log (the service's stderr or journal), one JSON
+  // object per line (oplog.hpp).
   BuildService(Config config, ProcessRunner runner, LineSink oplog);
   ~BuildService();
   BuildService(const BuildService&) = delete;
@@ -44,6 +50,8 @@ class BuildService {
   void run();
   // Async-signal-unsafe: call from a normal thread (the signal thread).
   void request_stop();
+  // Where GET /metrics is served ("" when it is not), once start() returned.
+  [[nodiscard]] std::string metrics_address() const { return http_ ? http_->address() : ""; }
 
  private:
   struct Job;
@@ -58,10 +66,17 @@ class BuildService {
   void serve(UniqueFd fd, Peer peer);
   void serve_build(protocol::LineChannel& ch, const protocol::BuildRequest& request,
                    const Peer& peer);
-  void serve_used(protocol::LineChannel& ch, const std::string& key, bool hit);
+  void serve_used(protocol::LineChannel& ch, const protocol::UseReport& report);
   void worker();
   protocol::Event build(Job& job);
   void scheduled_gc();
+  void counted_gc(const GcReport& report);
+  // Metrics: the HTTP endpoint, the textfile and metrics.json, on one thread.
+  void metrics_loop();
+  HttpResponse scrape();
+  void publish_metrics();
+  void op_log(oplog::Entry e) const;
+  void op_log(oplog::Level level, std::string_view event, std::string_view message) const;
   [[nodiscard]] bool allowed(const Peer& peer) const;
   [[nodiscard]] bool stopping() const { return stopping_.load(); }
 
@@ -93,6 +108,13 @@ class BuildService {
   void join_ended_connections();
   std::vector<std::thread> workers_;
   std::thread gc_thread_;
+
+  metrics::Registry metrics_;
+  VenvSizeMemo sizes_;  // complete venvs, measured once
+  std::optional<MetricsHttpServer> http_;
+  std::thread metrics_thread_;
+  std::int64_t started_at_ = 0;
+  bool textfile_failing_ = false;  // metrics thread only: say so once, not every interval
 };
 
 }  // namespace clsi::venv

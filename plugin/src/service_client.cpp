@@ -70,6 +70,7 @@ BuildAnswer request_build(const Config& config, const protocol::BuildRequest& re
       if (!e->key.empty()) a.key = e->key;
       a.cause = e->cause;
       a.reason = e->reason;
+      a.problems = std::move(e->problems);
       return a;
     } else if (e->event == "error") {
       a.unreachable = true;
@@ -79,20 +80,45 @@ BuildAnswer request_build(const Config& config, const protocol::BuildRequest& re
   }
 }
 
-std::string report_use(const Config& config, const std::string& key, bool hit) {
+namespace {
+
+// `retry`: once more after 100 ms, for a service that is restarting (a last
+// use is worth it; a count for the metrics is not worth delaying a compile).
+std::string send_used(const Config& config, const std::string& line, bool retry) {
   auto deadline = Clock::now() + connect_timeout(config);
   auto ch = protocol::connect(config.service.socket, deadline);
-  if (!ch) {  // once more, for a service that is restarting
+  if (!ch && retry) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
     ch = protocol::connect(config.service.socket, deadline);
   }
   if (!ch) return ch.error();
-  if (!ch->send(protocol::encode_used(key, hit), deadline)) return "the request was not taken";
-  auto line = ch->receive(deadline);
-  if (!line) return ch->timed_out() ? "no answer in time" : "the connection was closed";
-  auto e = protocol::decode_event(*line);
+  if (!ch->send(line, deadline)) return "the request was not taken";
+  auto answer = ch->receive(deadline);
+  if (!answer) return ch->timed_out() ? "no answer in time" : "the connection was closed";
+  auto e = protocol::decode_event(*answer);
   if (!e) return e.error();
   return e->event == "done" ? "" : e->reason;
+}
+
+}  // namespace
+
+std::string report_use(const Config& config, const std::string& key, bool hit) {
+  return send_used(config, protocol::encode_used(key, hit), true);
+}
+
+std::string report_outcome(const Config& config, const protocol::UseReport& report) {
+  return send_used(config, protocol::encode_used(report), !report.key.empty());
+}
+
+std::optional<std::string> service_counters(const Config& config) {
+  auto deadline = Clock::now() + connect_timeout(config);
+  auto ch = protocol::connect(config.service.socket, deadline);
+  if (!ch || !ch->send(protocol::encode_counters_request(), deadline)) return std::nullopt;
+  auto line = ch->receive(deadline);
+  if (!line) return std::nullopt;
+  auto e = protocol::decode_event(*line);
+  if (!e || e->event != "counters") return std::nullopt;
+  return e->text;
 }
 
 std::optional<protocol::Event> service_status(const Config& config) {

@@ -15,7 +15,10 @@ struct BuildAnswer {
   bool ok = false;
   std::string key;  // as the service computed it; set once it said so
   protocol::Cause cause = protocol::Cause::kNone;
-  std::string reason;        // !ok: in a user's words
+  std::string reason;  // !ok: in a user's words
+  // !ok: what pip could not install, per requirement (protocol.hpp); the
+  // compile annotates its own file's lines with them.
+  std::vector<RequirementProblem> problems;
   bool unreachable = false;  // no service answered (down, refused, broken)
   bool timed_out = false;    // the caller's deadline or cancellation came first
 };
@@ -32,8 +35,14 @@ BuildAnswer request_build(const Config& config, const protocol::BuildRequest& re
 // Tells the service a compile used `key` (its last use, for LRU). Best effort,
 // bounded by service.connect_timeout_ms; "" when told, else why not.
 std::string report_use(const Config& config, const std::string& key, bool hit);
+// Tells the service what a compile came to (its metrics count it) and, when
+// a venv was used, marks its last use. Same bounds and answer as report_use.
+std::string report_outcome(const Config& config, const protocol::UseReport& report);
 
 // The service's counters; nullopt when it cannot be asked.
 std::optional<protocol::Event> service_status(const Config& config);
+
+// The service's counters now (metrics.json's format); nullopt when it cannot be asked.
+std::optional<std::string> service_counters(const Config& config);
 
 }  // namespace clsi::venv

@@ -32,11 +32,11 @@ std::string quoted(const std::string& s) {
   return out + "\"";
 }
 
-bool is_key(const std::string& s) {
+}  // namespace
+
+bool is_store_key(const std::string& s) {
   return s.size() == 64 && s.find_first_not_of("0123456789abcdef") == std::string::npos;
 }
-
-}  // namespace
 
 Expected<bool> Store::ensure_layout() const {
   // Every directory, every time: one that was deleted is made again (a
@@ -163,7 +163,7 @@ std::vector<std::string> Store::keys() const {
   for (const auto& e : fs::directory_iterator(envs_dir(), ec)) {
     std::string name = e.path().filename().string();
     if (auto dot = name.find('.'); dot != std::string::npos) name.resize(dot);
-    if (is_key(name)) keys.insert(name);
+    if (is_store_key(name)) keys.insert(name);
   }
   return {keys.begin(), keys.end()};
 }

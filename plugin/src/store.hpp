@@ -5,7 +5,8 @@
 //                          presence marks the venv usable, its mtime is the
 //                          last use (the service stamps it when a
 //                          compile host reports a use)
-//   locks/<key>.lock       per-key lock file; never deleted
+//   locks/<key>.lock       per-key lock file; deleted, under its exclusive lock,
+//                          once the key is gone
 //   probes/<fingerprint>   cached facts about a base interpreter
 //   keys/<fnv64>           key material -> key, so a hit computes no SHA-256
 //   tmp/                   private build directories; leftovers are garbage
@@ -13,7 +14,9 @@
 //   cache/pip/             pip's download cache, shared by all builds
 //   failures/<key>         the last failed build of a key: when, and why
 //   logs/<key>.log         output of the key's last build
-//   events.log             one line per hit, miss, build, failure (clsi-venvs stats)
+//   events.log             one line per hit, miss, build, failure, eviction;
+//   events.log.1           rotated by eviction, one generation kept
+//   metrics.json           the service's counters, kept across restarts
 #pragma once
 
 #include <cstdint>
@@ -73,6 +76,12 @@ class Store {
     return logs_dir() + "/" + key + ".log";
   }
   [[nodiscard]] std::string events_path() const { return root_ + "/events.log"; }
+  [[nodiscard]] std::string events_rotated_path() const { return root_ + "/events.log.1"; }
+  [[nodiscard]] std::string locks_dir() const { return root_ + "/locks"; }
+  [[nodiscard]] std::string failure_path(const std::string& key) const {
+    return failures_dir() + "/" + key;
+  }
+  [[nodiscard]] std::string metrics_state_path() const { return root_ + "/metrics.json"; }
 
   // Creates the store's directories (mode 0755) if missing.
   [[nodiscard]] Expected<bool> ensure_layout() const;
@@ -111,5 +120,8 @@ std::string format_utc(std::int64_t unix_seconds, const char* format);
 
 // Bytes on disk under `path` (allocated blocks, no symlink followed).
 std::int64_t disk_usage(const std::string& path);
+
+// 64 lowercase hex digits.
+bool is_store_key(const std::string& s);
 
 }  // namespace clsi::venv

@@ -8,6 +8,7 @@
 #include "kernelspec.hpp"
 #include "key.hpp"
 #include "log_text.hpp"
+#include "oplog.hpp"
 #include "requirements_file.hpp"
 #include "service_client.hpp"
 #include "store_trust.hpp"
@@ -17,6 +18,7 @@ namespace clsi::venv {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+using protocol::Outcome;
 
 // Everything this plugin writes to output.log goes through here: its own
 // words, the service's progress (pip's output among it), remembered reasons.
@@ -28,9 +30,43 @@ void say(const CompileContext& ctx, std::string_view text) {
 // lease that keeps eviction and rebuilds away while the render runs.
 struct CompileState {
   std::string key;
-  KeyLock lease;
+  std::optional<KeyLock> lease;  // a venv was used: its lease, until post-compile
   bool hit = false;
+  Outcome outcome = Outcome::kHit;  // for the service's metrics, told in post-compile
+  std::string why;                  // a fallback's reason, for the operator's log
 };
+
+// One line per compile on the operator's log: what pre-compile came to.
+// Never throws: the compile's variables may be set already.
+void log_outcome(const CompileContext& ctx, const void* compile_ptr,
+                 Clock::time_point started) noexcept try {
+  const auto* state = static_cast<const CompileState*>(compile_ptr);
+  if (state == nullptr) return;  // nothing to do: no requirements file
+  oplog::Level level = oplog::Level::kInfo;
+  switch (state->outcome) {
+    case Outcome::kServiceUnavailable:
+    case Outcome::kServiceFault:
+    case Outcome::kUnusable:
+    case Outcome::kHostRefused:
+      level = oplog::Level::kWarning;  // the compile service's problem, not the project's
+      break;
+    case Outcome::kPluginError:
+      level = oplog::Level::kError;
+      break;
+    default:
+      break;
+  }
+  oplog::Entry e;
+  e.level = level;
+  e.event = protocol::outcome_kind(state->outcome);
+  e.key = state->key;
+  e.duration_s = std::chrono::duration<double>(Clock::now() - started).count();
+  e.reason = protocol::fallback_reason(state->outcome);
+  e.message = state->why;
+  ctx.log(oplog::host_level(level), oplog::plugin_line(&ctx, e));
+} catch (...) {
+  // out of memory: the compile goes on without its line
+}
 
 }  // namespace
 
@@ -60,9 +96,14 @@ VenvPlugin::VenvPlugin(Config config, const HostServices& host, Seams seams)
   // read of it), so the host's JUPYTER_PATH is what the render would have had.
   if (const char* jp = seams_.getenv("JUPYTER_PATH")) host_jupyter_path_ = jp;
   if (config_.enabled && config_.builder != "auto") {
-    host_.log(CLSI_LOG_WARNING, config_.source +
-                                    ": python_venv.builder has no effect any more; builds run "
-                                    "only in the build service (clsi-venvs serve)");
+    oplog::Entry e;
+    e.level = oplog::Level::kWarning;
+    e.event = "config";
+    const std::string text = config_.source +
+                             ": python_venv.builder has no effect any more; builds run only in "
+                             "the build service (clsi-venvs serve)";
+    e.message = text;
+    host_.log(CLSI_LOG_WARNING, oplog::plugin_line(nullptr, e));
   }
 }
 
@@ -75,7 +116,12 @@ std::unique_ptr<VenvPlugin> VenvPlugin::create(const HostServices& host, const c
 
 // The compile goes on as it would without this plugin: QUARTO_PYTHON is left
 // to the deployment, which is what "the base interpreter" means here.
-clsi_status VenvPlugin::fall_back(CompileContext& ctx, const std::string& why) const {
+clsi_status VenvPlugin::fall_back(CompileContext& ctx, void** compile_ptr, Outcome outcome,
+                                  const std::string& why, const std::string& key) const {
+  // Kept for post-compile, which tells the service (its metrics count it).
+  std::unique_ptr<CompileState> before(static_cast<CompileState*>(*compile_ptr));
+  *compile_ptr =
+      std::make_unique<CompileState>(CompileState{key, {}, false, outcome, why}).release();
   say(ctx, note(why));
   say(ctx, note("the render runs on the base interpreter, without the project's packages"));
   return CLSI_STATUS_FELL_BACK;
@@ -91,26 +137,31 @@ clsi_status VenvPlugin::inject(CompileContext& ctx, const Want& want, KeyLock he
   const std::string venv = store_.env_dir(want.key);
   const std::string jupyter_path = jupyter_path_with(venv, host_jupyter_path_);
   const std::string python = venv + "/bin/python3";
-  auto state = std::make_unique<CompileState>(CompileState{want.key, std::move(held), hit});
+  auto state = std::make_unique<CompileState>(
+      CompileState{want.key, std::move(held), hit, hit ? Outcome::kHit : Outcome::kReady, {}});
   if (ctx.supports_env_adjust()) {
     // ABI 1.1: in front of whatever Jupyter path the command would have.
     const std::string data_dir = venv + "/share/jupyter";
     auto before = ctx.get_env("QUARTO_PYTHON");
     if (!ctx.set_env("QUARTO_PYTHON", python))
-      return fall_back(ctx, "the host refused to set QUARTO_PYTHON");
+      return fall_back(ctx, compile_ptr, Outcome::kHostRefused,
+                       "the host refused to set QUARTO_PYTHON");
     if (!ctx.adjust_env(CLSI_ENV_PREPEND, "JUPYTER_PATH", data_dir)) {
       (void)(before ? ctx.set_env("QUARTO_PYTHON", *before)  // neither, then
                     : ctx.adjust_env(CLSI_ENV_UNSET, "QUARTO_PYTHON"));
-      return fall_back(ctx, "the host refused to prepend to JUPYTER_PATH");
+      return fall_back(ctx, compile_ptr, Outcome::kHostRefused,
+                       "the host refused to prepend to JUPYTER_PATH");
     }
     *compile_ptr = state.release();
     return CLSI_STATUS_OK;
   }
   if (!ctx.set_env("JUPYTER_PATH", jupyter_path))
-    return fall_back(ctx, "the host refused to set JUPYTER_PATH");
+    return fall_back(ctx, compile_ptr, Outcome::kHostRefused,
+                     "the host refused to set JUPYTER_PATH");
   if (!ctx.set_env("QUARTO_PYTHON", python)) {
     (void)ctx.set_env("JUPYTER_PATH", host_jupyter_path_);  // neither, then
-    return fall_back(ctx, "the host refused to set QUARTO_PYTHON");
+    return fall_back(ctx, compile_ptr, Outcome::kHostRefused,
+                     "the host refused to set QUARTO_PYTHON");
   }
   *compile_ptr = state.release();
   return CLSI_STATUS_OK;
@@ -119,9 +170,12 @@ clsi_status VenvPlugin::inject(CompileContext& ctx, const Want& want, KeyLock he
 clsi_status VenvPlugin::pre_compile(CompileContext& ctx, void** compile_ptr) {
   *compile_ptr = nullptr;
   if (!config_.enabled) return CLSI_STATUS_NOTHING_TO_DO;
+  const auto started = Clock::now();
   std::string what;
   try {
-    return prepare_and_inject(ctx, compile_ptr);
+    const clsi_status status = prepare_and_inject(ctx, compile_ptr);
+    log_outcome(ctx, *compile_ptr, started);
+    return status;
   } catch (const std::exception& e) {
     what = e.what();
   } catch (...) {
@@ -130,9 +184,13 @@ clsi_status VenvPlugin::pre_compile(CompileContext& ctx, void** compile_ptr) {
   // No variable was set (inject() sets them last, after anything that can
   // throw), so the render runs as it would without the plugin.
   try {
-    host_.log(CLSI_LOG_ERROR, "pre-compile failed inside the plugin: " + what);
-    return fall_back(ctx, "the plugin failed unexpectedly (" + what +
-                              "); this is a problem of the compile service, not of your project");
+    // The operator's line is the outcome's (an error), which says the same.
+    const clsi_status status =
+        fall_back(ctx, compile_ptr, Outcome::kPluginError,
+                  "the plugin failed unexpectedly (" + what +
+                      "); this is a problem of the compile service, not of your project");
+    log_outcome(ctx, *compile_ptr, started);
+    return status;
   } catch (...) {
     return CLSI_STATUS_FELL_BACK;  // not even a line could be written (out of memory)
   }
@@ -147,20 +205,30 @@ clsi_status VenvPlugin::prepare_and_inject(CompileContext& ctx, void** compile_p
                                      config_.caps.max_requirements_bytes);
   if (!file) {
     say(ctx, file.error());
-    return fall_back(ctx, "not installing Python packages: the requirements file was refused");
+    return fall_back(ctx, compile_ptr, Outcome::kRefused,
+                     "not installing Python packages: the requirements file was refused");
   }
   if (!file->has_value()) return CLSI_STATUS_NOTHING_TO_DO;
   step("parse");
   Want want;
   want.file_name = (*file)->name;
-  auto parsed = parse_requirements((*file)->text,
-                                   {config_.require_hashes, config_.caps.max_requirement_lines});
+  for (const auto& other : (*file)->ignored) {
+    say(ctx, note("using ./" + want.file_name + "; ./" + other +
+                  " is there too and is not read (the first of python_venv.requirements_files "
+                  "that is present is used)"));
+  }
+  ParseOptions options;
+  options.require_hashes = config_.require_hashes;
+  options.max_requirement_lines = config_.caps.max_requirement_lines;
+  options.max_packages = config_.caps.max_packages;
+  auto parsed = parse_requirements((*file)->text, options);
   if (!parsed.refusals.empty()) {
     for (const auto& r : parsed.refusals)
       say(ctx, format_refusal(want.file_name, r));
-    return fall_back(
-        ctx, "not installing Python packages: " + std::to_string(parsed.refusals.size()) +
-                 " line(s) of ./" + want.file_name + " were refused; fix them to get the packages");
+    return fall_back(ctx, compile_ptr, Outcome::kRefused,
+                     "not installing Python packages: " + std::to_string(parsed.refusals.size()) +
+                         " line(s) of ./" + want.file_name +
+                         " were refused; fix them to get the packages");
   }
   if (parsed.requirements.empty()) {
     say(ctx, note("./" + want.file_name + " lists no packages; using the base interpreter"));
@@ -171,9 +239,10 @@ clsi_status VenvPlugin::prepare_and_inject(CompileContext& ctx, void** compile_p
   step("gate");
   // 2. Gating: the web tier decides who may install; default deny.
   if (!ctx.allow_python_install()) {
-    return fall_back(ctx, "not installing the packages in ./" + want.file_name +
-                              ": this compile's user may not install Python packages (only the "
-                              "project owner and invited collaborators may)");
+    return fall_back(ctx, compile_ptr, Outcome::kGated,
+                     "not installing the packages in ./" + want.file_name +
+                         ": this compile's user may not install Python packages (only the "
+                         "project owner and invited collaborators may)");
   }
 
   const long long left_ms = ctx.time_left_ms();
@@ -239,8 +308,14 @@ std::optional<KeyLock> VenvPlugin::lease_if_usable(const Want& want, std::string
     asked.push_back(r.canonical);
   auto check = check_venv(store_, *owner, want.key, asked);
   if (check.state == VenvState::kUntrusted) {
-    host_.log(CLSI_LOG_WARNING,
-              "environment " + want.id + " in " + store_.root() + " is not used: " + check.why);
+    oplog::Entry e;
+    e.level = oplog::Level::kWarning;
+    e.event = "untrusted";
+    e.key = want.key;
+    const std::string text =
+        "environment " + want.id + " in " + store_.root() + " is not used: " + check.why;
+    e.message = text;
+    host_.log(CLSI_LOG_WARNING, oplog::plugin_line(nullptr, e));
   }
   if (check.state != VenvState::kUsable) {
     why_not = check.why;
@@ -259,6 +334,7 @@ clsi_status VenvPlugin::ask_service(CompileContext& ctx, Want& want, void** comp
     request.requirements.push_back(r.canonical);
   request.project_id = std::string(ctx.project_id());
   request.user_id = std::string(ctx.user_id());
+  request.compile_id = std::string(ctx.compile_id());
   auto answer = request_build(
       config_, request, want.compile_deadline, [&](const std::string& line) { say(ctx, line); },
       [&] { return ctx.cancelled(); });
@@ -266,55 +342,77 @@ clsi_status VenvPlugin::ask_service(CompileContext& ctx, Want& want, void** comp
     want.key = answer.key;
     want.id = short_key(want.key);
   }
+  // The operator's warnings for the service's problems are the outcome
+  // lines of pre_compile (log_outcome), at level warning.
   if (answer.unreachable) {
-    ctx.log(CLSI_LOG_WARNING,
-            "the build service at " + config_.service.socket + " is unavailable: " + answer.reason);
-    return fall_back(ctx, "the build service is unavailable (" + answer.reason +
-                              "); this is a problem of the compile service, not of ./" +
-                              want.file_name);
+    return fall_back(ctx, compile_ptr, Outcome::kServiceUnavailable,
+                     "the build service is unavailable (" + answer.reason +
+                         "); this is a problem of the compile service, not of ./" + want.file_name,
+                     want.key);
   }
   if (answer.timed_out && Clock::now() < want.compile_deadline) {
-    return fall_back(ctx, "the compile was cancelled while the environment for ./" +
-                              want.file_name +
-                              " was being prepared; the build goes on in the background");
+    return fall_back(ctx, compile_ptr, Outcome::kCancelled,
+                     "the compile was cancelled while the environment for ./" + want.file_name +
+                         " was being prepared; the build goes on in the background",
+                     want.key);
   }
   if (answer.timed_out) {
-    return fall_back(ctx, "the environment for ./" + want.file_name +
-                              " is being prepared in the background and was not ready before "
-                              "this compile's deadline; compile again shortly to use it");
+    return fall_back(ctx, compile_ptr, Outcome::kDeadline,
+                     "the environment for ./" + want.file_name +
+                         " is being prepared in the background and was not ready before "
+                         "this compile's deadline; compile again shortly to use it",
+                     want.key);
   }
   if (!answer.ok) {
     if (answer.cause == protocol::Cause::kService) {
-      ctx.log(CLSI_LOG_WARNING,
-              "the build service could not build " + want.id + ": " + answer.reason);
-      return fall_back(ctx, "the build service could not build environment " + want.id + " (" +
-                                answer.reason +
-                                "); this is a problem of the compile service, "
-                                "not of ./" +
-                                want.file_name);
+      return fall_back(ctx, compile_ptr, Outcome::kServiceFault,
+                       "the build service could not build environment " + want.id + " (" +
+                           answer.reason +
+                           "); this is a problem of the compile service, "
+                           "not of ./" +
+                           want.file_name,
+                       want.key);
     }
-    return fall_back(ctx, "environment " + want.id + " could not be built: " + answer.reason);
+    // pip's failure, on the user's own lines.
+    for (const auto& problem : answer.problems)
+      for (const auto& line : format_problem(want.file_name, want.requirements, problem))
+        say(ctx, line);
+    return fall_back(ctx, compile_ptr, Outcome::kBuildFailed,
+                     "environment " + want.id + " could not be built: " + answer.reason, want.key);
   }
   std::string why_not;
   if (auto lease = lease_if_usable(want, why_not)) {
     say(ctx, note("environment " + want.id + " is ready"));
     return inject(ctx, want, std::move(*lease), false, compile_ptr);
   }
-  return fall_back(ctx,
-                   "environment " + want.id + " was built but cannot be used here: " + why_not);
+  return fall_back(ctx, compile_ptr, Outcome::kUnusable,
+                   "environment " + want.id + " was built but cannot be used here: " + why_not,
+                   want.key);
 }
 
-clsi_status VenvPlugin::post_compile(CompileContext& /*ctx*/, void* compile_ptr,
+clsi_status VenvPlugin::post_compile(CompileContext& ctx, void* compile_ptr,
                                      const clsi_compile_result_v1& /*result*/) {
   std::unique_ptr<CompileState> state(static_cast<CompileState*>(compile_ptr));
   if (!state) return CLSI_STATUS_NOTHING_TO_DO;
-  state->lease.unlock();
-  // Last use, for LRU eviction: the service stamps it; nothing is written here.
-  if (auto why = report_use(config_, state->key, state->hit); !why.empty()) {
-    host_.log(CLSI_LOG_INFO, "could not tell the build service that environment " +
-                                 short_key(state->key) + " was used: " + why);
+  if (state->lease) state->lease->unlock();
+  // What the compile came to, for the service's metrics, and for a venv its
+  // last use, for LRU eviction: the service stamps it; nothing is written here.
+  protocol::UseReport report;
+  report.key = state->lease ? state->key : std::string();
+  report.outcome = state->outcome;
+  report.compile_id = ctx.compile_id();
+  report.project_id = ctx.project_id();
+  report.user_id = ctx.user_id();
+  if (auto why = report_outcome(config_, report); !why.empty()) {
+    oplog::Entry e;
+    e.event = "report_failed";
+    e.key = state->key;
+    const std::string text = "could not tell the build service what this compile came to (" +
+                             std::string(protocol::outcome_kind(state->outcome)) + "): " + why;
+    e.message = text;
+    ctx.log(CLSI_LOG_INFO, oplog::plugin_line(&ctx, e));
   }
-  return CLSI_STATUS_OK;
+  return state->lease ? CLSI_STATUS_OK : CLSI_STATUS_NOTHING_TO_DO;  // no venv: nothing released
 }
 
 }  // namespace clsi::venv

@@ -13,6 +13,7 @@
 #include "lock.hpp"
 #include "probe.hpp"
 #include "process_runner.hpp"
+#include "protocol.hpp"
 #include "store.hpp"
 
 namespace clsi::venv {
@@ -52,7 +53,10 @@ class VenvPlugin {
   clsi_status ask_service(CompileContext& ctx, Want& want, void** compile_ptr);
   clsi_status inject(CompileContext& ctx, const Want& want, KeyLock held, bool hit,
                      void** compile_ptr);
-  clsi_status fall_back(CompileContext& ctx, const std::string& why) const;
+  // The render runs on the base interpreter: says why in output.log, and
+  // keeps `outcome` in *compile_ptr for post-compile to tell the service.
+  clsi_status fall_back(CompileContext& ctx, void** compile_ptr, protocol::Outcome outcome,
+                        const std::string& why, const std::string& key = {}) const;
 
   const Config config_;
   const HostServices& host_;

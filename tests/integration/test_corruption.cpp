@@ -111,12 +111,13 @@ struct Compiled {
 Compiled compile(const VenvWorld& w, const std::string& dir, const std::string& module,
                  int timeout_s = kCompileTimeoutS) {
   auto start = Clock::now();
+  const std::size_t before = testenv::file_size(dir + "/output.log");  // the runner appends
   auto r =
       testenv::run(runner_argv(w, dir, render_code(module), timeout_s), {}, "", timeout_s + 30);
   Compiled c;
   c.seconds = seconds_since(start);
   c.status = r.status;
-  c.log = testenv::read_file(dir + "/output.log") + r.output;
+  c.log = testenv::read_file_from(dir + "/output.log", before) + r.output;
   return c;
 }
 
@@ -214,7 +215,9 @@ std::vector<std::string> admin_problems(const VenvWorld& w, const std::vector<st
     }
     if (args[0] == "list" && args.size() == 2) {
       for (const auto& k : keep)
-        if (r.output.find("{\"key\": \"" + k + "\", \"state\": \"complete\"") == std::string::npos)
+        // Whatever the JSON's layout: "key" and then its "state".
+        if (!std::regex_search(r.output,
+                               std::regex("\"key\": \"" + k + "\",\\s*\"state\": \"complete\"")))
           problems.push_back(what + " does not list " + k + " as complete: " + r.output);
     }
   }
@@ -888,12 +891,14 @@ TEST_CASE("corruption: text from the index or the project cannot forge a line of
     CHECK(v.problems.empty());
     CHECK(v.used_venv);
     auto log = check_log("the build", dir, 1);
-    // The hostile text did reach output.log, visibly escaped, each of its
-    // lines indented under the service's.
-    CHECK_THAT(log, Contains("Reason for being yanked: x\\x1b[2K\\x1b]0;t"));
-    CHECK_THAT(log, Contains("\\u2028./main.tex:7: Undefined control sequence"));
-    CHECK_THAT(log, Contains("\n  ./main.tex:7: Undefined control sequence\n"));
-    CHECK_THAT(log, Contains("\n  ! Emergency stop.\n"));
+    // pip's words (its warning with the yank reason) are the operator's: the
+    // user sees pip condensed, and the hostile text not at all.
+    CHECK_THAT(log, !Contains("Reason for being yanked"));
+    CHECK_THAT(log, Contains("\n  forgesum 1.0\n"));
+    auto logs = testenv::list_dir(w.venvs + "/logs");
+    REQUIRE(logs.size() == 1);
+    CHECK_THAT(testenv::read_file(w.venvs + "/logs/" + logs[0]),
+               Contains("Reason for being yanked: x"));
   }
   SECTION("a yank reason and a Name the checks refuse, in a build that fails, then remembered") {
     auto dir = w.project("forgename==1.0\n");
@@ -904,7 +909,6 @@ TEST_CASE("corruption: text from the index or the project cannot forge a line of
       CHECK(v.fell_back);
       auto log = check_log("compile " + std::to_string(round), dir, 1);
       CHECK_THAT(log, Contains("not a project name"));
-      if (round == 1) CHECK_THAT(log, Contains("Reason for being yanked: x\\x1b[2K"));
       // The reason, remembered with its raw bytes, is escaped when it is told.
       if (round == 2) CHECK_THAT(log, Contains("the last build of environment"));
       CHECK_THAT(log, Contains("\\u2028"));

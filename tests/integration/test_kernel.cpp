@@ -61,9 +61,10 @@ struct KernelWorld : testenv::VenvWorld {
                                      kRenderer,
                                      "render",
                                      "doc.qmd"};
+    const std::size_t before = testenv::file_size(dir + "/output.log");  // the runner appends
     auto r = testenv::run(argv, env);
     *status = r.status;
-    return testenv::read_file(dir + "/output.log") + r.output;
+    return testenv::read_file_from(dir + "/output.log", before) + r.output;
   }
 };
 

@@ -54,8 +54,9 @@ struct OwnedWorld {
                       const std::vector<std::string>& wrap = {}) const {
     auto argv = w.runner_argv(dir, true, code, {"--run-as", render.name()});
     argv.insert(argv.begin(), wrap.begin(), wrap.end());
+    const std::size_t before = testenv::file_size(dir + "/output.log");  // the runner appends
     auto r = testenv::run(argv);
-    return testenv::read_file(dir + "/output.log") + r.output;
+    return testenv::read_file_from(dir + "/output.log", before) + r.output;
   }
 
   // Runs the compile host in its own mount namespace in which the whole
@@ -371,11 +372,12 @@ TEST_CASE("service: SIGTERM to clsi-runner ends a compile waiting for a build at
   auto host = clsi::Child::spawn(so, ec);
   REQUIRE(host);
   for (int i = 0; i < 400; ++i) {
-    if (testenv::read_file(dir + "/output.log").find("Looking in indexes") != std::string::npos)
+    if (testenv::read_file(dir + "/output.log").find("[python-venv] resolving ") !=
+        std::string::npos)
       break;
     std::this_thread::sleep_for(std::chrono::milliseconds(25));
   }
-  REQUIRE_THAT(testenv::read_file(dir + "/output.log"), Contains("Looking in indexes"));
+  REQUIRE_THAT(testenv::read_file(dir + "/output.log"), Contains("[python-venv] resolving "));
   auto sent = std::chrono::steady_clock::now();
   ::kill(host->pid(), SIGTERM);
   int status = clsi::Child::shell_status(host->wait());

@@ -17,7 +17,7 @@ using testenv::VenvWorld;
 
 namespace {
 
-const char* const kPipRan = "Installing collected packages";
+const char* const kPipRan = "[python-venv] installing ";
 
 }  // namespace
 
@@ -142,7 +142,7 @@ TEST_CASE("requirements.vrf is found by default and wins over requirements.txt",
   INFO(log);
   CHECK_THAT(log, Contains("./requirements.vrf"));
   CHECK_THAT(log, Contains("RENDER gamma here"));
-  CHECK_THAT(log, !Contains("Collecting alpha"));
+  CHECK_THAT(log, !Contains("  alpha 1.0"));
 }
 
 TEST_CASE("a failed install falls back with pip's reason, keeps nothing, and recovers", "[venv]") {
@@ -153,9 +153,8 @@ TEST_CASE("a failed install falls back with pip's reason, keeps nothing, and rec
   auto log = w.compile(dir, true, "print('RENDER ran on base')", {}, {}, &status);
   INFO(log);
   CHECK(status == 0);  // the compile itself did not fail
-  CHECK_THAT(
-      log,
-      Contains("ERROR: Could not find a version that satisfies the requirement no-such-package"));
+  CHECK_THAT(log,
+             Contains("./requirements.txt:2: no package named 'no-such-package' on the index"));
   CHECK_THAT(log, Contains("failed"));
   CHECK_THAT(log, Contains("the render runs on the base interpreter"));
   CHECK_THAT(log, Contains("render python: base"));
@@ -237,7 +236,8 @@ std::optional<clsi::Child> start_compile_until_pip_runs(const VenvWorld& w,
   std::error_code ec;
   auto host = clsi::Child::spawn(o, ec);
   for (int i = 0; host && i < 400; ++i) {
-    if (testenv::read_file(dir + "/output.log").find("Looking in indexes") != std::string::npos) {
+    if (testenv::read_file(dir + "/output.log").find("[python-venv] resolving ") !=
+        std::string::npos) {
       return host;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(25));

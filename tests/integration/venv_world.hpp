@@ -108,14 +108,15 @@ struct VenvWorld {
     return a;
   }
 
-  // Runs one compile through clsi-runner; returns output.log.
+  // Runs one compile through clsi-runner; returns what it added to output.log.
   std::string compile(const std::string& dir, bool allow = true,
                       const std::string& code = "import alpha; print('RENDER', alpha.MESSAGE)",
                       const std::map<std::string, std::string>& env = {},
                       const std::vector<std::string>& extra = {}, int* status = nullptr) const {
+    const std::size_t before = file_size(dir + "/output.log");  // the runner appends
     auto r = run(runner_argv(dir, allow, code, extra), env);
     if (status) *status = r.status;
-    return read_file(dir + "/output.log") + r.output;
+    return read_file_from(dir + "/output.log", before) + r.output;
   }
 
   // Nothing was built or asked for: the service laid out the store, and no

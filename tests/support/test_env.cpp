@@ -76,6 +76,16 @@ std::string read_file(const std::string& path) {
   return ss.str();
 }
 
+std::size_t file_size(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 ? static_cast<std::size_t>(st.st_size) : 0;
+}
+
+std::string read_file_from(const std::string& path, std::size_t offset) {
+  std::string all = read_file(path);
+  return offset <= all.size() ? all.substr(offset) : all;  // shorter: a new file
+}
+
 void write_file(const std::string& path, const std::string& content) {
   fs::create_directories(fs::path(path).parent_path());
   std::ofstream out(path, std::ios::binary | std::ios::trunc);

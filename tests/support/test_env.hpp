@@ -38,6 +38,10 @@ CommandResult run(const std::vector<std::string>& argv,
                   const std::string& cwd = "", int timeout_s = 300);
 
 std::string read_file(const std::string& path);
+// clsi-runner appends to output.log: a compile's own lines are what follows
+// the size the file had before it (file_size: 0 when there is no file).
+std::size_t file_size(const std::string& path);
+std::string read_file_from(const std::string& path, std::size_t offset);
 void write_file(const std::string& path, const std::string& content);
 bool exists(const std::string& path);
 // Files and directories under `dir`, relative, sorted.

@@ -1,5 +1,8 @@
 // plugin.yaml: defaults, every key, errors that name the key and the file,
 // and the environment overrides, through the GetEnv seam (never setenv).
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <catch2/catch.hpp>
 
 #include <map>
@@ -89,8 +92,8 @@ TEST_CASE("config: no file gives the documented defaults", "[config]") {
 
 TEST_CASE("config: an empty file or an empty section gives the defaults", "[config]") {
   testenv::TempDir dir;
-  for (std::string body :
-       {"", "# nothing\n", "python_venv:\n", "python_venv: ~\n", "other_plugin:\n  x: 1\n"}) {
+  for (std::string body : {"", "# nothing\n", "{}\n", "python_venv:\n", "python_venv: ~\n",
+                           "python_venv:\nother_plugin:\n  x: 1\n"}) {
     testenv::write_file(dir / "plugin.yaml", body);
     auto c = load_config((dir / "plugin.yaml").c_str(), no_env());
     INFO("body: " << body);
@@ -298,6 +301,64 @@ TEST_CASE("config: a missing file is an error naming the file", "[config]") {
   auto c = load_config(path.c_str(), no_env());
   REQUIRE_FALSE(c.ok());
   CHECK_THAT(c.error(), Catch::Contains(path));
+  CHECK_THAT(c.error(), Catch::Contains("no such file"));
+}
+
+TEST_CASE("config: a file that cannot be read says why", "[config]") {
+  testenv::TempDir dir;
+  SECTION("a directory") {
+    auto c = load_config(dir.path().c_str(), no_env());
+    REQUIRE_FALSE(c.ok());
+    CHECK_THAT(c.error(), Catch::Contains(dir.path()) && Catch::Contains("is a directory"));
+  }
+  SECTION("under a path that is not a directory") {
+    testenv::write_file(dir / "file", "x\n");
+    auto c = load_config((dir / "file/plugin.yaml").c_str(), no_env());
+    REQUIRE_FALSE(c.ok());
+    CHECK_THAT(c.error(), Catch::Contains("Not a directory"));
+  }
+  SECTION("not readable") {
+    // Root reads any file (test_cli.cpp tries this as a second user).
+    if (::geteuid() == 0) return;
+    auto path = testenv::write_plugin_yaml(dir / "plugin.yaml", {"enabled: true"});
+    REQUIRE(::chmod(path.c_str(), 0) == 0);
+    auto c = load_config(path.c_str(), no_env());
+    REQUIRE_FALSE(c.ok());
+    CHECK_THAT(c.error(), Catch::Contains(path) && Catch::Contains("Permission denied") &&
+                              Catch::Contains("mode 0000"));
+  }
+}
+
+TEST_CASE("config: sections without python_venv are an error naming what the file has",
+          "[config]") {
+  testenv::TempDir dir;
+  struct Case {
+    std::string body;
+    std::string found;  // the sections the message lists
+    std::string typo;   // the one it suggests is python_venv; "": none
+  };
+  for (const auto& c : std::vector<Case>{
+           {"pythonvenv:\n  enabled: true\n", "pythonvenv", "pythonvenv"},
+           {"python-venv:\n  enabled: true\n", "python-venv", "python-venv"},
+           {"Python_Venv:\n  enabled: true\n", "Python_Venv", "Python_Venv"},
+           {"python_venvs:\n  enabled: true\n", "python_venvs", "python_venvs"},
+           {"pyhton_venv:\n  enabled: true\n", "pyhton_venv", "pyhton_venv"},
+           {"enabled: true\nvenvs_dir: /srv/venvs\n", "enabled, venvs_dir", ""},
+           {"other_plugin:\n  x: 1\nproject_bin:\n  dir: bin\n", "other_plugin, project_bin", ""},
+       }) {
+    INFO("body: " << c.body);
+    testenv::write_file(dir / "plugin.yaml", c.body);
+    auto r = load_config((dir / "plugin.yaml").c_str(), no_env());
+    REQUIRE_FALSE(r.ok());
+    CHECK_THAT(r.error(), Catch::Contains(dir / "plugin.yaml"));
+    CHECK_THAT(r.error(), Catch::Contains("no python_venv section"));
+    CHECK_THAT(r.error(), Catch::Contains("(the file has: " + c.found + ")"));
+    if (c.typo.empty()) {
+      CHECK_THAT(r.error(), !Catch::Contains("did you mean"));
+    } else {
+      CHECK_THAT(r.error(), Catch::Contains("did you mean python_venv instead of " + c.typo + "?"));
+    }
+  }
 }
 
 TEST_CASE("config: OVERLEAF_ENABLE_PROJECT_PYTHON_VENV overrides the file", "[config]") {
@@ -357,10 +418,12 @@ TEST_CASE("config: PYTHON_VENVS_DIR overrides venvs_dir", "[config]") {
   REQUIRE(f.ok());
   CHECK(f->venvs_dir == "/from/the/file");
 
-  // It is validated like the key it overrides.
+  // It is validated like the key it overrides, and the error names it.
   auto bad = load_config(path.c_str(), env_of({{"PYTHON_VENVS_DIR", "relative/venvs"}}));
   REQUIRE_FALSE(bad.ok());
-  CHECK_THAT(bad.error(), Catch::Contains("venvs_dir"));
+  CHECK_THAT(bad.error(), Catch::Contains("PYTHON_VENVS_DIR"));
+  CHECK_THAT(bad.error(), Catch::Contains("relative/venvs"));
+  CHECK_THAT(bad.error(), Catch::Contains("python_venv.venvs_dir"));
 }
 
 TEST_CASE("config: both overrides at once, and only through the GetEnv seam", "[config]") {
