@@ -25,10 +25,11 @@ using Catch::Contains;
 using namespace clsi::venv;
 
 TEST_CASE("oplog: one JSON object per line, every field present", "[metrics][oplog]") {
-  oplog::Entry e;
+  oplog::Entry e;  // its fields are views: what they name must outlive it
+  const std::string key(64, 'a');
   e.level = oplog::Level::kWarning;
   e.event = "fallback";
-  e.key = std::string(64, 'a');
+  e.key = key;
   e.duration_s = 0.25;
   e.reason = "service_unavailable";
   e.message = "line one\nline two \xff";  // a newline and a byte that is not UTF-8
