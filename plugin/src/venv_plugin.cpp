@@ -30,8 +30,7 @@ void say(const CompileContext& ctx, std::string_view text) {
 // lease that keeps eviction and rebuilds away while the render runs.
 struct CompileState {
   std::string key;
-  std::optional<KeyLock> lease;  // a venv was used: its lease, until post-compile
-  bool hit = false;
+  std::optional<KeyLock> lease;     // a venv was used: its lease, until post-compile
   Outcome outcome = Outcome::kHit;  // for the service's metrics, told in post-compile
   std::string why;                  // a fallback's reason, for the operator's log
 };
@@ -68,6 +67,18 @@ void log_outcome(const CompileContext& ctx, const void* compile_ptr,
   // out of memory: the compile goes on without its line
 }
 
+// A line of the operator's log about something other than a compile's
+// outcome: a configuration warning, an untrusted venv, a lost report.
+std::string event_line(const CompileContext* ctx, oplog::Level level, std::string_view event,
+                       std::string_view key, const std::string& message) {
+  oplog::Entry e;
+  e.level = level;
+  e.event = event;
+  e.key = key;
+  e.message = message;
+  return oplog::plugin_line(ctx, e);
+}
+
 }  // namespace
 
 // Everything a compile asks for, once the requirements are parsed and keyed.
@@ -96,14 +107,11 @@ VenvPlugin::VenvPlugin(Config config, const HostServices& host, Seams seams)
   // read of it), so the host's JUPYTER_PATH is what the render would have had.
   if (const char* jp = seams_.getenv("JUPYTER_PATH")) host_jupyter_path_ = jp;
   if (config_.enabled && config_.builder != "auto") {
-    oplog::Entry e;
-    e.level = oplog::Level::kWarning;
-    e.event = "config";
-    const std::string text = config_.source +
+    host_.log(CLSI_LOG_WARNING,
+              event_line(nullptr, oplog::Level::kWarning, "config", {},
+                         config_.source +
                              ": python_venv.builder has no effect any more; builds run only in "
-                             "the build service (clsi-venvs serve)";
-    e.message = text;
-    host_.log(CLSI_LOG_WARNING, oplog::plugin_line(nullptr, e));
+                             "the build service (clsi-venvs serve)"));
   }
 }
 
@@ -120,8 +128,7 @@ clsi_status VenvPlugin::fall_back(CompileContext& ctx, void** compile_ptr, Outco
                                   const std::string& why, const std::string& key) const {
   // Kept for post-compile, which tells the service (its metrics count it).
   std::unique_ptr<CompileState> before(static_cast<CompileState*>(*compile_ptr));
-  *compile_ptr =
-      std::make_unique<CompileState>(CompileState{key, {}, false, outcome, why}).release();
+  *compile_ptr = std::make_unique<CompileState>(CompileState{key, {}, outcome, why}).release();
   say(ctx, note(why));
   say(ctx, note("the render runs on the base interpreter, without the project's packages"));
   return CLSI_STATUS_FELL_BACK;
@@ -138,7 +145,7 @@ clsi_status VenvPlugin::inject(CompileContext& ctx, const Want& want, KeyLock he
   const std::string jupyter_path = jupyter_path_with(venv, host_jupyter_path_);
   const std::string python = venv + "/bin/python3";
   auto state = std::make_unique<CompileState>(
-      CompileState{want.key, std::move(held), hit, hit ? Outcome::kHit : Outcome::kReady, {}});
+      CompileState{want.key, std::move(held), hit ? Outcome::kHit : Outcome::kReady, {}});
   if (ctx.supports_env_adjust()) {
     // ABI 1.1: in front of whatever Jupyter path the command would have.
     const std::string data_dir = venv + "/share/jupyter";
@@ -308,14 +315,9 @@ std::optional<KeyLock> VenvPlugin::lease_if_usable(const Want& want, std::string
     asked.push_back(r.canonical);
   auto check = check_venv(store_, *owner, want.key, asked);
   if (check.state == VenvState::kUntrusted) {
-    oplog::Entry e;
-    e.level = oplog::Level::kWarning;
-    e.event = "untrusted";
-    e.key = want.key;
-    const std::string text =
-        "environment " + want.id + " in " + store_.root() + " is not used: " + check.why;
-    e.message = text;
-    host_.log(CLSI_LOG_WARNING, oplog::plugin_line(nullptr, e));
+    host_.log(CLSI_LOG_WARNING, event_line(nullptr, oplog::Level::kWarning, "untrusted", want.key,
+                                           "environment " + want.id + " in " + store_.root() +
+                                               " is not used: " + check.why));
   }
   if (check.state != VenvState::kUsable) {
     why_not = check.why;
@@ -404,13 +406,10 @@ clsi_status VenvPlugin::post_compile(CompileContext& ctx, void* compile_ptr,
   report.project_id = ctx.project_id();
   report.user_id = ctx.user_id();
   if (auto why = report_outcome(config_, report); !why.empty()) {
-    oplog::Entry e;
-    e.event = "report_failed";
-    e.key = state->key;
-    const std::string text = "could not tell the build service what this compile came to (" +
-                             std::string(protocol::outcome_kind(state->outcome)) + "): " + why;
-    e.message = text;
-    ctx.log(CLSI_LOG_INFO, oplog::plugin_line(&ctx, e));
+    ctx.log(CLSI_LOG_INFO,
+            event_line(&ctx, oplog::Level::kInfo, "report_failed", state->key,
+                       "could not tell the build service what this compile came to (" +
+                           std::string(protocol::outcome_kind(state->outcome)) + "): " + why));
   }
   return state->lease ? CLSI_STATUS_OK : CLSI_STATUS_NOTHING_TO_DO;  // no venv: nothing released
 }
