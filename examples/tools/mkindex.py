@@ -24,17 +24,51 @@ refuses them (all optional):
                                  the venv's bin/, data/ its root); scripts are
                                  executable
   "many_files": 60000            that many small files under foo/_many/
+  "generated": {"py_files": 17000, "py_bytes": 40000000,
+                "blobs": 40, "blob_bytes": 180000000}
+                                 a heavy package (bench/link_store.sh): that
+                                 many Python modules (valid code of realistic
+                                 shape, log-normal sizes, py_bytes in all) in
+                                 subpackages foo/subNNN/, and that many
+                                 incompressible foo/_lib/_extNNN.so blobs
+                                 (blob_bytes in all); the same modules for the
+                                 same name and version
   "record_extra": ["../../../../x"]
                                  rows added to the wheel's RECORD (pip keeps
                                  rows it did not install)
+
+Keys for the shapes a real wheel can take, which the pip-vs-link comparison
+(tests/integration/test_pip_vs_link.cpp) uses (all optional):
+  "entry_points": "[console_scripts]\ntool = foo.cli:main\n"
+                                 the dist-info's entry_points.txt
+  "metadata": "Provides-Extra: cli\nSummary: x\n"
+                                 more header lines of METADATA
+  "dist_info": {"top_level.txt": "foo\n", "licenses/LICENSE": "..."}
+                                 more files in the dist-info directory
+  "binary_files": {"foo/blob.bin": "<base64>"}
+                                 files whose bytes are given in base64 (any
+                                 bytes, e.g. not UTF-8, or empty)
+  "root_is_purelib": false       WHEEL says Root-Is-Purelib: false (the root
+                                 goes to platlib); the tag stays py3-none-any
+  "modes": {"foo/run.sh": "755", "foo-1.0.data/scripts/x": "644"}
+                                 the zip's Unix mode of those paths (inside
+                                 the wheel), instead of 644 (755 for scripts)
+  "dir_entries": ["foo/", "foo/empty/"]
+                                 directory entries in the zip (pip makes no
+                                 directory for them: only files' parents)
+  "data" keys may name any scheme: scripts/, data/, headers/, purelib/,
+  platlib/. RECORD is written by the csv module, so a path with a comma or
+  a quote is quoted as pip's own reader expects.
 
 OUT receives files/*.whl and simple/<project>/index.html; the index URL is
 file://OUT/simple/ or http://HOST:PORT/simple/ when served.
 """
 import argparse
 import base64
+import csv
 import hashlib
 import html
+import io
 import json
 import os
 import re
@@ -60,28 +94,168 @@ def dist_base(name, version):
     return "%s-%s" % (re.sub(r"[-_.]+", "_", name), version)
 
 
-def write_wheel(out_dir, name, version, requires, files, record_extra=(), executable=()):
+def write_wheel(out_dir, name, version, requires, files, record_extra=(), executable=(),
+                dist_info=None, root_is_purelib=True, modes=None, dir_entries=(),
+                metadata_extra=""):
     dist = "%s.dist-info" % dist_base(name, version)
     metadata = "Metadata-Version: 2.1\nName: %s\nVersion: %s\n" % (name, version)
     metadata += "".join("Requires-Dist: %s\n" % r for r in requires)
+    metadata += metadata_extra
     entries = dict(files)
+    for rel, data in (dist_info or {}).items():
+        entries["%s/%s" % (dist, rel)] = data
     entries[dist + "/METADATA"] = metadata.encode()
     entries[dist + "/WHEEL"] = (b"Wheel-Version: 1.0\nGenerator: mkindex\n"
-                                b"Root-Is-Purelib: true\nTag: py3-none-any\n")
-    record = "".join("%s,%s,%d\n" % (p, record_hash(d), len(d)) for p, d in sorted(entries.items()))
-    record += "".join("%s,,\n" % p for p in record_extra)
-    record += dist + "/RECORD,,\n"
-    entries[dist + "/RECORD"] = record.encode()
+                                b"Root-Is-Purelib: " + (b"true" if root_is_purelib else b"false") +
+                                b"\nTag: py3-none-any\n")
+    # Quoted where needed (a comma in a path), "\n" line ends; for plain
+    # paths the same bytes as "%s,%s,%d\n".
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    for p, d in sorted(entries.items()):
+        writer.writerow([p, record_hash(d), len(d)])
+    for p in record_extra:
+        writer.writerow([p, "", ""])
+    writer.writerow([dist + "/RECORD", "", ""])
+    entries[dist + "/RECORD"] = out.getvalue().encode()
+    modes = modes or {}
     path = os.path.join(out_dir, "files", wheel_name(name, version))
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        for d in sorted(dir_entries):
+            info = zipfile.ZipInfo(d if d.endswith("/") else d + "/", date_time=(2020, 1, 1, 0, 0, 0))
+            info.external_attr = (0o40755 << 16) | 0x10  # a directory, for Unix and DOS readers
+            z.writestr(info, b"")
         for p in sorted(entries):
             info = zipfile.ZipInfo(p, date_time=(2020, 1, 1, 0, 0, 0))
             # pip marks a file executable only for a regular-file mode with x bits.
-            info.external_attr = (0o100755 if p in executable else 0o644) << 16
+            mode = 0o100755 if p in executable else 0o644
+            if p in modes:
+                mode = 0o100000 | int(str(modes[p]), 8)
+            info.external_attr = mode << 16
             z.writestr(info, entries[p])
     return path
 
+
+_WORDS = ("array input output value axis shape default compute return solver matrix sparse "
+          "vector integrate optimize interpolate signal filter kernel sample estimate linear "
+          "method parameter tolerance iteration convergence boundary gradient sequence order "
+          "dtype result given number function object option algorithm").split()
+
+_FUNC = '''
+
+def {f}(x, y=None, *, scale={a}.{b}, mode="{w}"):
+    """{doc}
+
+    Parameters
+    ----------
+    x : array_like
+        The {w} to {w2}.
+    y : int, optional
+        How many {w3} steps; {a} by default.
+
+    Returns
+    -------
+    out : list
+        {doc2}
+
+    Notes
+    -----
+    {doc3}
+
+    Examples
+    --------
+    >>> {f}({a}, {b})
+    [{c}.0, {a}, {b}, '{w2}_{w3}']
+    """
+    # {doc2}
+    if y is None:
+        y = {a}
+    total = 0.0
+    for i in range(int(y)):
+        total += (x * i + {b}) / scale
+        if total > {c} and mode == "{w}":
+            break
+    return [total, x, y, "{w2}_{w3}"]
+'''
+
+_CLASS = '''
+
+class {C}(object):
+    """{doc}"""
+    _cache = {{}}
+
+    # {doc2}
+    def __init__(self, a, b={a}):
+        self.a = a
+        self.b = b
+
+    def {f}(self, value):
+        try:
+            return self._cache[value]
+        except KeyError:
+            r = self.a * value + self.b - {c}
+            self._cache[value] = r
+            return r
+
+    @property
+    def {w}_{w2}(self):
+        return (self.a, self.b, {b}, "{w3}")
+'''
+
+
+def _module_text(rng, size):
+    """Python source of about `size` bytes: a docstring, imports, and
+    functions and classes of the kind a scientific package has."""
+    def words(n):
+        return " ".join(rng.choice(_WORDS) for _ in range(n))
+
+    parts = ['"""%s.\n\n%s.\n"""\nimport math\nimport os\n\n__all__ = []\n' % (
+        words(6).capitalize(), words(20).capitalize())]
+    n, i = len(parts[0]), 0
+    while n + 400 < size:
+        i += 1
+        fields = dict(f="%s_%s_%d" % (rng.choice(_WORDS), rng.choice(_WORDS), i),
+                      C="%s%s%d" % (rng.choice(_WORDS).title(), rng.choice(_WORDS).title(), i),
+                      w=rng.choice(_WORDS), w2=rng.choice(_WORDS), w3=rng.choice(_WORDS),
+                      a=rng.randint(1, 99), b=rng.randint(0, 999), c=rng.randint(1000, 99999),
+                      doc=words(rng.randint(5, 25)).capitalize() + ".",
+                      doc2=words(rng.randint(5, 12)).capitalize() + ".",
+                      doc3=words(rng.randint(10, 60)).capitalize() + ".")
+        text = (_CLASS if i % 3 == 0 else _FUNC).format(**fields)
+        parts.append(text)
+        n += len(text)
+    return "".join(parts).encode()
+
+
+def generated_files(package, g, seed):
+    """The files of a "generated" spec: py_files modules of py_bytes in all,
+    in subpackages of about 40 modules (each subpackage's __init__.py counts
+    as one of them), and blobs random files (incompressible) of blob_bytes in
+    all, named like extension modules (package/_lib/_extNNN.so)."""
+    import random
+    rng = random.Random(seed)
+    files = {}
+    n_py, py_bytes = int(g.get("py_files", 0)), int(g.get("py_bytes", 0))
+    if n_py:
+        files["%s/__init__.py" % package] = b""
+    per_sub = 40
+    names = []
+    for i in range(max(0, n_py - 1)):
+        sub, k = divmod(i, per_sub)
+        names.append("%s/sub%03d/%s.py" % (package, sub, "__init__" if k == 0 else "mod%03d" % k))
+    # Sizes: log-normal (most modules a few KB, a few much larger), scaled to
+    # py_bytes in all.
+    weights = [rng.lognormvariate(0, 1) for _ in names]
+    scale = py_bytes / (sum(weights) or 1)
+    for name, w in zip(names, weights):
+        files[name] = _module_text(rng, max(64, int(w * scale)))
+    n_blobs, blob_bytes = int(g.get("blobs", 0)), int(g.get("blob_bytes", 0))
+    weights = [rng.uniform(0.2, 1.8) for _ in range(n_blobs)]
+    for i, w in enumerate(weights):
+        size = int(blob_bytes * w / sum(weights))
+        files["%s/_lib/_ext%03d.so" % (package, i)] = os.urandom(size)
+    return files
 
 def from_source(src):
     with open(os.path.join(src, "pyproject.toml"), "rb") as f:
@@ -153,8 +327,18 @@ def main():
                     executable.add("%s/%s" % (data, rel))
             for i in range(s.get("many_files", 0)):
                 files["%s/_many/f%06d.txt" % (package, i)] = b"x\n"
+            if s.get("generated"):
+                files.update(generated_files(package, s["generated"],
+                                             "%s-%s" % (s["name"], s["version"])))
+            for rel, b64 in s.get("binary_files", {}).items():
+                files[rel] = base64.b64decode(b64)
+            dist_info = {k: v.encode() for k, v in s.get("dist_info", {}).items()}
+            if "entry_points" in s:
+                dist_info["entry_points.txt"] = s["entry_points"].encode()
             print(write_wheel(args.out, s["name"], s["version"], s.get("requires", []), files,
-                              s.get("record_extra", []), executable))
+                              s.get("record_extra", []), executable, dist_info,
+                              s.get("root_is_purelib", True), s.get("modes", {}),
+                              s.get("dir_entries", []), s.get("metadata", "")))
     write_index(args.out)
     return 0
 

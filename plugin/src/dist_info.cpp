@@ -18,6 +18,19 @@
 #include "clsi/unique_fd.hpp"
 
 namespace clsi::venv {
+
+// Names and paths come from wheels: keep control characters (a newline
+// would forge a line of output.log) and unbounded lengths out of messages.
+std::string printable(std::string_view s, std::size_t max) {
+  std::string out;
+  for (char c : s.substr(0, max)) {
+    auto u = static_cast<unsigned char>(c);
+    out += (u < 0x20 || u == 0x7f) ? '?' : c;
+  }
+  if (s.size() > max) out += "...";
+  return out;
+}
+
 namespace {
 
 // Deeper than this, a walk stops with an error: each level holds one open
@@ -27,18 +40,6 @@ constexpr std::size_t kMaxDepth = 128;
 constexpr int kMaxHops = 40;
 // The venv's own files are a few KB; larger ones are compared by metadata only.
 constexpr off_t kMaxOwnFileBytes = off_t{1024} * 1024;
-
-// Names and paths come from wheels: keep control characters (a newline
-// would forge a line of output.log) and unbounded lengths out of messages.
-std::string printable(std::string_view s, std::size_t max = 200) {
-  std::string out;
-  for (char c : s.substr(0, max)) {
-    auto u = static_cast<unsigned char>(c);
-    out += (u < 0x20 || u == 0x7f) ? '?' : c;
-  }
-  if (s.size() > max) out += "...";
-  return out;
-}
 
 std::string lower(std::string_view s) {
   std::string out(s);

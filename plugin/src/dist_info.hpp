@@ -30,6 +30,10 @@ struct MetadataHeaders {
   std::string version;  // Version:
 };
 
+// Names and paths come from wheels: control characters as '?' (a newline
+// would forge a line of output.log), at most `max` bytes, "..." after.
+std::string printable(std::string_view s, std::size_t max = 200);
+
 // Parses RFC 822 style headers up to the first blank line (or the end).
 // Errors say what is wrong, without saying where.
 Expected<MetadataHeaders> parse_metadata(std::string_view text);

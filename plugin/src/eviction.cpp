@@ -13,6 +13,7 @@
 #include <map>
 
 #include "clsi/errno_text.hpp"
+#include "dist_store.hpp"
 #include "key.hpp"
 #include "lock.hpp"
 #include "probe.hpp"
@@ -155,6 +156,7 @@ class Gc {
   void clean_stale_temp();
   void rotate_events();
   void prune_pip_cache(std::int64_t target_bytes);
+  void sweep_dists(const std::vector<std::string>& candidates, const std::string& why);
   [[nodiscard]] bool failure_live(const std::string& key) const;
   [[nodiscard]] std::int64_t target() const {
     return std::min(gc_target(o_.budget_bytes), before_ - o_.free_bytes_wanted);
@@ -222,6 +224,8 @@ void Gc::evict(const std::string& key, const std::string& why, bool complete) {
   // Re-checked under the lock: a build may have completed since the scan.
   if (!complete && store_.is_complete(key)) return;
   const std::int64_t bytes = usage_.env_bytes[key];
+  std::vector<std::string> dists;
+  if (auto rec = store_.read_record(key)) dists = rec->dists;
   if (!o_.dry_run) {
     if (auto rm = store_.remove_env(key); !rm) {
       r_.lines.push_back("could not remove " + short_key(key) + ": " + rm.error());
@@ -238,6 +242,30 @@ void Gc::evict(const std::string& key, const std::string& why, bool complete) {
   clean_key_files(key);
   // Last, still under its lock: the lock file, so nothing of the key is left.
   remove_path(store_.lock_path(key));
+  // Its distributions, where it was the last venv that linked them.
+  sweep_dists(dists, "no venv links it since " + short_key(key) + " went");
+}
+
+// Distributions no venv links and no build holds: removed, their bytes freed
+// (a venv's size counts only its own files; the shared ones are here).
+void Gc::sweep_dists(const std::vector<std::string>& candidates, const std::string& why) {
+  DistStore dists(store_);
+  for (const auto& sha : candidates) {
+    auto freed = dists.remove_if_unlinked(sha, o_.dry_run);
+    if (!freed) {
+      r_.lines.push_back("could not remove distribution " + sha.substr(0, 12) + ": " +
+                         freed.error());
+      r_.failed.push_back(r_.lines.back());
+      continue;
+    }
+    if (*freed == 0) continue;
+    total_ -= *freed;
+    r_.freed_bytes += *freed;
+    r_.lines.push_back(std::string(o_.dry_run ? "would remove" : "removed") + " distribution " +
+                       sha.substr(0, 12) + " (" + mb(*freed) + ", " + why + ")");
+    // Venvs that shared its files now hold them alone: measured again.
+    if (memo_ != nullptr && !o_.dry_run) memo_->clear();
+  }
 }
 
 // Logs, failure records, key-cache entries and lock files of keys that have
@@ -435,6 +463,7 @@ GcReport Gc::run() {
         evict(e.key, "not used for " + ago(now_ - e.last_used), true);
     }
   }
+  sweep_dists(DistStore(store_).list(), "no venv links it");
   clean_gone_keys();
   clean_probes();
   clean_stale_temp();
@@ -473,6 +502,11 @@ std::optional<std::pair<std::int64_t, std::int64_t>> VenvSizeMemo::find(const st
   return std::pair{it->second.bytes, it->second.files};
 }
 
+void VenvSizeMemo::clear() {
+  std::lock_guard lock(mu_);
+  sizes_.clear();
+}
+
 void VenvSizeMemo::put(const std::string& key, std::uint64_t ino, std::int64_t bytes,
                        std::int64_t files) {
   std::lock_guard lock(mu_);
@@ -508,12 +542,18 @@ Expected<StoreUsage> measure_store(const Store& store, VenvSizeMemo* memo) {
     t.files = 1;
     add_to("other", t);
   }
+  {  // dists/ first: a file a venv links is counted once, as the store's
+    Tally t;
+    walker.add(store.dists_dir(), t);
+    add_to("dists", t);
+  }
   fs::directory_iterator top(store.root(), ec);
   if (ec) return Error{"cannot read the store " + store.root() + ": " + ec.message()};
   for (; top != fs::directory_iterator(); top.increment(ec)) {
     if (ec) return Error{"cannot read the store " + store.root() + ": " + ec.message()};
     const std::string name = top->path().filename().string();
     const std::string path = top->path().string();
+    if (name == "dists") continue;
     if (name == "envs") {
       Tally self;
       struct stat est {};

@@ -41,9 +41,9 @@ struct Usage {
 Usage store_usage(const Store& store);
 
 // The parts of the store, as measure_store() and the metrics name them.
-inline constexpr const char* kStoreParts[] = {"envs",  "pip_cache", "logs",   "failures",
-                                              "keys",  "locks",     "probes", "tmp",
-                                              "trash", "events",    "other"};
+inline constexpr const char* kStoreParts[] = {"envs",     "dists", "pip_cache", "logs",
+                                              "failures", "keys",  "locks",     "probes",
+                                              "tmp",      "trash", "events",    "other"};
 
 // The whole store on disk: allocated blocks, each inode once, no symlink
 // followed.
@@ -52,9 +52,11 @@ struct StoreUsage {
   std::int64_t files = 0;                          // files, directories and links
   std::map<std::string, std::int64_t> part_bytes;  // by kStoreParts
   std::map<std::string, std::int64_t> part_files;
-  std::map<std::string, std::int64_t> env_bytes;  // by key: envs/<key>/ and its record
-  std::size_t venvs = 0;                          // complete ones
-  std::size_t unreadable = 0;                     // directories that could not be read
+  // by key: envs/<key>/ and its record, without the files it links from
+  // dists/ (those are the "dists" part)
+  std::map<std::string, std::int64_t> env_bytes;
+  std::size_t venvs = 0;       // complete ones
+  std::size_t unreadable = 0;  // directories that could not be read
 };
 
 // A complete venv never changes (nobody writes it after its record), so its
@@ -65,6 +67,7 @@ class VenvSizeMemo {
   std::optional<std::pair<std::int64_t, std::int64_t>> find(const std::string& key,
                                                             std::uint64_t ino) const;
   void put(const std::string& key, std::uint64_t ino, std::int64_t bytes, std::int64_t files);
+  void clear();  // a distribution went: the venvs that linked it hold more alone
 
  private:
   struct Entry {

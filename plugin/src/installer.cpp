@@ -16,6 +16,7 @@
 #include "clsi/errno_text.hpp"
 #include "clsi/unique_fd.hpp"
 #include "dist_info.hpp"
+#include "dist_install.hpp"
 #include "index_client.hpp"
 #include "isolation.hpp"
 #include "key.hpp"
@@ -193,20 +194,20 @@ BuildResult Installer::build(const BuildRequest& req, const LineSink& log,
   // 2. pip, from the files the service wrote. The download cache lives on
   // the volume: safe to share, because only the pinned index (and with
   // only_binary, only wheels) can fill it.
-  auto pip_command = [&](const std::vector<std::string>& extra, const std::string& file) {
+  auto pip_command = [&](const std::vector<std::string>& extra, const std::string& file,
+                         const char* verb = "install") {
     SpawnOptions pip = base;
     pip.executable = venv + "/bin/python3";
     pip.args = {"-I",
                 "-m",
                 "pip",
-                "install",
+                verb,
                 "--isolated",
                 "--no-input",
                 "--disable-pip-version-check",
                 "--no-color",
                 "--progress-bar",
                 "off",
-                "--no-warn-script-location",
                 "--cache-dir",
                 store_.pip_cache_dir(),
                 "--index-url",
@@ -216,6 +217,7 @@ BuildResult Installer::build(const BuildRequest& req, const LineSink& log,
     if (auto host = http_host(config_.index_url); !host.empty()) {
       pip.args.insert(pip.args.end(), {"--trusted-host", host});
     }
+    if (std::string_view(verb) == "install") pip.args.emplace_back("--no-warn-script-location");
     if (config_.only_binary) pip.args.emplace_back("--only-binary=:all:");
     pip.args.insert(pip.args.end(), extra.begin(), extra.end());
     pip.args.insert(pip.args.end(), {"-r", file});
@@ -282,8 +284,7 @@ BuildResult Installer::build(const BuildRequest& req, const LineSink& log,
   };
 
   const bool resolve_first = pip_supports_dry_run(req.python.pip_version);
-  std::string install_file = req_file;
-  std::size_t resolved_count = 0;
+  std::vector<ResolvedDistribution> chosen;
   if (resolve_first) {
     // 2a. One resolve: what would be installed, dependencies included, each
     // with its URL and sha256. The caps are checked on it, before anything
@@ -308,7 +309,6 @@ BuildResult Installer::build(const BuildRequest& req, const LineSink& log,
     if (!resolved) {
       return of_distribution ? fail(resolved.error()) : fail_service(resolved.error());
     }
-    resolved_count = resolved->size();
     // One line per package: what the resolve chose, and what the base
     // interpreter already has.
     std::map<std::string, std::vector<std::string>> needed_by;
@@ -343,52 +343,103 @@ BuildResult Installer::build(const BuildRequest& req, const LineSink& log,
                   " packages, over caps.max_packages (" +
                   std::to_string(config_.caps.max_packages) + ")");
     }
-    install_file = work->root() + "/pinned.txt";
-    if (auto w = write_file_atomically(install_file, pinned_requirements(*resolved)); !w)
-      return fail_service(w.error());
+    chosen = std::move(*resolved);
+    // pip names a distribution after the requirement that asked for it.
+    for (auto& d : chosen) {
+      const std::string norm = normalize_name(d.name);
+      if (d.requested) {
+        for (const auto& q : written)
+          if (normalize_name(q.name) == norm && d.install_name.empty()) d.install_name = q.name;
+      }
+      for (const auto& parent : chosen) {
+        for (std::size_t i = 0; d.install_name.empty() && i < parent.requires_names.size(); ++i)
+          if (parent.requires_names[i] == norm) d.install_name = parent.requires_spelled[i];
+      }
+    }
   } else {
     tell(
         note("pip " + req.python.pip_version +
              " cannot resolve without installing; caps.max_packages is checked after the install"));
   }
 
-  // 2b. Install exactly what was resolved (--no-deps: no second resolve;
-  // --require-hashes: a file that changed since is refused), watching the
-  // venv's size and file count while pip runs (one walk of the tree, at
-  // most once a second).
   const std::int64_t cap_bytes = config_.caps.max_venv_mb * 1024 * 1024;
   const std::int64_t cap_files = config_.caps.max_venv_files;
   const std::string files_cap =
       "caps.max_venv_files (" + std::to_string(config_.caps.max_venv_files) + " files)";
-  auto next_measure = std::chrono::steady_clock::now();
-  PipOutput installing;
-  auto since = std::chrono::steady_clock::now();
-  PollHook watch_size = [&]() -> std::string {
-    progress("installing", installing, since);
-    auto now = std::chrono::steady_clock::now();
-    if (now < next_measure) return {};
-    next_measure = now + std::chrono::seconds(1);
-    auto usage = measure_tree(venv, cap_files);
-    if (!usage) return "cannot measure the venv during the install: " + usage.error();
-    if (usage->over) return "the venv grew past " + files_cap + " during the install";
-    if (usage->bytes > cap_bytes) {
-      return "the venv grew past caps.max_venv_mb (" + std::to_string(config_.caps.max_venv_mb) +
-             " MB) during the install";
+  std::vector<std::string> dist_hashes;
+  if (resolve_first && !chosen.empty()) {
+    // 2b. Exactly what was resolved, from the store of installed
+    // distributions: what it lacks is downloaded by pip (--no-deps: no second
+    // resolve; --require-hashes: a file that changed since is refused),
+    // unpacked and compiled once, then every distribution is linked into the
+    // venv (dist_install.hpp).
+    PipOutput quiet;
+    auto since = std::chrono::steady_clock::now();
+    const char* phase = "downloading";
+    PollHook tick = [&]() -> std::string {
+      progress(phase, quiet, since);
+      return {};
+    };
+    DistInstaller::Setup setup{&config_,     &store_,
+                               runner_,      req.python,
+                               req.deadline, req.deadline_reason,
+                               base,         [&](std::string_view l) { tell(std::string(l)); },
+                               stream,       tick};
+    DistInstaller dists(std::move(setup), chosen);
+    const auto& missing = dists.missing();
+    tell(note("installing " + std::to_string(chosen.size()) + " package(s): " +
+              std::to_string(chosen.size() - missing.size()) + " already in the store" +
+              (missing.empty() ? std::string()
+                               : ", " + std::to_string(missing.size()) +
+                                     " to download, each checked against the sha256 it was "
+                                     "resolved with")));
+    if (!missing.empty()) {
+      const std::string pinned = work->root() + "/pinned.txt";
+      const std::string wheels = work->root() + "/wheels";
+      if (auto w = write_file_atomically(pinned, pinned_requirements(missing)); !w)
+        return fail_service(w.error());
+      PipOutput downloading;
+      r = runner_(
+          pip_command({"--no-deps", "--require-hashes", "--dest", wheels}, pinned, "download"),
+          req.deadline, pip_sink(downloading), tick);
+      if (!r.ok()) return pip_failed("downloading the wheels", r, downloading);
+      phase = "unpacking and byte-compiling";
+      since = std::chrono::steady_clock::now();
+      if (auto e = dists.add_downloaded(wheels, work->root()))
+        return fail_because(e->why, e->service_fault);
     }
-    return {};
-  };
-  if (!resolve_first || resolved_count > 0) {
-    if (resolve_first) {
-      tell(note("installing " + std::to_string(resolved_count) +
-                " package(s), each file checked against the sha256 it was resolved with"));
-      r = runner_(pip_command({"--no-deps", "--require-hashes"}, install_file), req.deadline,
-                  pip_sink(installing), watch_size);
-    } else {
-      tell(note("installing the requirements"));
-      std::vector<std::string> extra;
-      if (config_.require_hashes) extra.emplace_back("--require-hashes");
-      r = runner_(pip_command(extra, install_file), req.deadline, pip_sink(installing), watch_size);
-    }
+    auto site = find_site_packages(venv, req.python.version_short);
+    if (!site) return fail_service(site.error());
+    if (auto e = dists.link(venv, *site)) return fail_because(e->why, e->service_fault);
+    const auto& st = dists.link_stats();
+    tell(note("linked " + std::to_string(st.linked + st.reflinked + st.copied) +
+              " file(s) from the store into the venv, wrote " + std::to_string(st.written)));
+    dist_hashes = dists.dist_hashes();
+  } else if (!resolve_first) {
+    // 2b. pip too old for a resolve: it installs, watching the venv's size
+    // and file count while it runs (one walk of the tree, at most once a
+    // second).
+    auto next_measure = std::chrono::steady_clock::now();
+    PipOutput installing;
+    auto since = std::chrono::steady_clock::now();
+    PollHook watch_size = [&]() -> std::string {
+      progress("installing", installing, since);
+      auto now = std::chrono::steady_clock::now();
+      if (now < next_measure) return {};
+      next_measure = now + std::chrono::seconds(1);
+      auto usage = measure_tree(venv, cap_files);
+      if (!usage) return "cannot measure the venv during the install: " + usage.error();
+      if (usage->over) return "the venv grew past " + files_cap + " during the install";
+      if (usage->bytes > cap_bytes) {
+        return "the venv grew past caps.max_venv_mb (" + std::to_string(config_.caps.max_venv_mb) +
+               " MB) during the install";
+      }
+      return {};
+    };
+    tell(note("installing the requirements"));
+    std::vector<std::string> extra;
+    if (config_.require_hashes) extra.emplace_back("--require-hashes");
+    r = runner_(pip_command(extra, req_file), req.deadline, pip_sink(installing), watch_size);
     if (!r.ok()) return pip_failed("pip install", r, installing);
   }
 
@@ -427,6 +478,7 @@ BuildResult Installer::build(const BuildRequest& req, const LineSink& log,
   rec.build_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   rec.size_bytes = size;
+  rec.dists = std::move(dist_hashes);
   rec.interpreter_dev = made.st_dev;
   rec.interpreter_ino = made.st_ino;
   return result;

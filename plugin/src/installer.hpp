@@ -1,11 +1,13 @@
 // Building one venv: `python -m venv --system-site-packages --without-pip`,
 // then the base interpreter's pip module run by the venv's interpreter, in an
-// isolated child: one resolve (`pip install --dry-run --report`) from a
-// requirements file the service wrote itself, the caps checked on what it
-// chose, then an install of exactly those files, each pinned to its URL and
-// sha256 (pip_report.hpp). After pip, no interpreter of the venv runs: what
-// was installed is read from the dist-info directories, and the venv is
-// checked against what venv created (dist_info.hpp).
+// isolated child, for one resolve (`pip install --dry-run --report`) from a
+// requirements file the service wrote itself; the caps are checked on what it
+// chose; then exactly those distributions, by sha256, from the store of
+// installed distributions, where pip downloads and the service unpacks what
+// is missing, and the venv is linked from it (dist_install.hpp). After pip,
+// no interpreter of the venv runs: what was installed is read from the
+// dist-info directories, and the venv is checked against what venv created
+// (dist_info.hpp). With a pip older than 22.2 (no --dry-run), pip installs.
 //
 // What pip says goes whole to the operator's build log; the user is shown it
 // condensed: a line per package, a progress line while pip is quiet, and a

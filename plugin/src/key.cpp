@@ -1,7 +1,5 @@
 #include "key.hpp"
 
-#include <openssl/evp.h>
-
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -12,6 +10,7 @@
 
 #include "clsi/unique_fd.hpp"
 #include "config.hpp"
+#include "digest.hpp"
 #include "isolation.hpp"
 #include "probe.hpp"
 #include "store_trust.hpp"
@@ -19,22 +18,9 @@
 namespace clsi::venv {
 
 std::string sha256_hex(std::string_view data) {
-  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), &EVP_MD_CTX_free);
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  if (!ctx || EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) != 1 ||
-      EVP_DigestUpdate(ctx.get(), data.data(), data.size()) != 1 ||
-      EVP_DigestFinal_ex(ctx.get(), digest, &len) != 1) {
-    throw std::runtime_error("SHA-256 failed (OpenSSL EVP)");
-  }
-  static const char* const kHex = "0123456789abcdef";
-  std::string out;
-  out.reserve(std::size_t{len} * 2);
-  for (unsigned int i = 0; i < len; ++i) {
-    out += kHex[digest[i] >> 4];
-    out += kHex[digest[i] & 0xf];
-  }
-  return out;
+  Sha256 h;
+  h.update(data);
+  return to_hex(h.finish());
 }
 
 std::string fnv1a64_hex(std::string_view data) {

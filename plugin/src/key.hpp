@@ -16,7 +16,8 @@ struct InterpreterFacts;
 
 // Bumped when the store's layout or the way a venv is built changes.
 // 2: every venv carries its own python3 kernelspec (kernelspec.hpp).
-inline constexpr std::string_view kLayoutVersion = "clsi-python-venv layout 2";
+// 3: venvs are linked from dists/ (dist_store.hpp), not installed by pip.
+inline constexpr std::string_view kLayoutVersion = "clsi-python-venv layout 3";
 
 // Hex SHA-256 of `data` (OpenSSL EVP).
 std::string sha256_hex(std::string_view data);

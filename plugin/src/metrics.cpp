@@ -376,7 +376,8 @@ int run_stats(const Config& config, const std::string& format, std::ostream& out
       << "evictions   " << c.evictions << ", last gc "
       << format_utc(c.last_gc, "%Y-%m-%d %H:%M:%S UTC") << '\n'
       << "disk        " << human_size(usage->total_bytes) << " in " << usage->files << " files, "
-      << usage->venvs << " venv(s), pip cache " << human_size(usage->part_bytes["pip_cache"])
+      << usage->venvs << " venv(s), " << human_size(usage->part_bytes["dists"])
+      << " of distributions they share, pip cache " << human_size(usage->part_bytes["pip_cache"])
       << '\n';
   if (g.running && g.queued)
     out << "builds      " << *g.running << " running, " << *g.queued << " queued\n";

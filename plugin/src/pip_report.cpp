@@ -76,12 +76,12 @@ std::string sha256_of(const json& archive_info) {
 }
 
 // The name a Requires-Dist entry starts with ("beta (>=2) ; extra == 'x'").
-std::string required_name(std::string_view entry) {
+std::string_view required_name_as_written(std::string_view entry) {
   std::size_t n = 0;
   while (n < entry.size() &&
          (is_alnum(entry[n]) || entry[n] == '.' || entry[n] == '_' || entry[n] == '-'))
     ++n;
-  return normalize_name(entry.substr(0, n));
+  return entry.substr(0, n);
 }
 
 // A name or version from the report, quoted for a message: bounded, escaped.
@@ -146,8 +146,11 @@ Expected<std::vector<ResolvedDistribution>> parse_pip_report(std::string_view js
     if (auto rd = metadata->find("requires_dist"); rd != metadata->end() && rd->is_array()) {
       for (const auto& r : *rd) {
         if (!r.is_string()) continue;
-        std::string name = required_name(r.get<std::string>());
-        if (!name.empty()) d.requires_names.push_back(std::move(name));
+        const std::string text = r.get<std::string>();
+        auto written = required_name_as_written(text);
+        if (written.empty()) continue;
+        d.requires_names.push_back(normalize_name(written));
+        d.requires_spelled.emplace_back(written);
       }
     }
     out.push_back(std::move(d));

@@ -26,6 +26,11 @@ struct ResolvedDistribution {
   bool requested = false;  // a requirement named it; else it is a dependency
   // Normalised names of the packages this one's Requires-Dist names.
   std::vector<std::string> requires_names;
+  std::vector<std::string> requires_spelled;  // the same, as Requires-Dist writes them
+  // The name pip installs it under (its headers directory,
+  // include/site/pythonX.Y/<name>/): the requirement's spelling, or the
+  // Requires-Dist's of what needs it. Set by the builder; "" is `name`.
+  std::string install_name;
 };
 
 // The distributions a report says pip would install, in its order. Each

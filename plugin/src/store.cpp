@@ -44,7 +44,7 @@ Expected<bool> Store::ensure_layout() const {
   // in a directory's place is removed first (the root is the operator's).
   for (const auto& d :
        {root_, envs_dir(), root_ + "/locks", probes_dir(), tmp_dir(), trash_dir(), failures_dir(),
-        logs_dir(), keys_dir(), root_ + "/cache", pip_cache_dir()}) {
+        logs_dir(), keys_dir(), dists_dir(), root_ + "/cache", pip_cache_dir()}) {
     struct stat st {};
     if (d != root_ && ::lstat(d.c_str(), &st) == 0 && !S_ISDIR(st.st_mode))
       (void)::unlink(d.c_str());
@@ -105,6 +105,9 @@ Expected<bool> Store::write_record(const Record& r) const {
   y += "installed:\n";
   for (const auto& s : r.installed)
     y += "  - " + quoted(s) + "\n";
+  y += "dists:\n";
+  for (const auto& s : r.dists)
+    y += "  - " + quoted(s) + "\n";
   return write_file_atomically(record_path(r.key), y);
 }
 
@@ -147,6 +150,8 @@ std::optional<Record> Store::read_record(const std::string& key) const {
       r.requested.push_back(s.as<std::string>());
     for (const auto& s : n["installed"])
       r.installed.push_back(s.as<std::string>());
+    for (const auto& s : n["dists"])
+      r.dists.push_back(s.as<std::string>());
     return r;
   } catch (const YAML::Exception&) {
     return std::nullopt;

@@ -11,6 +11,8 @@
 //   keys/<fnv64>           key material -> key, so a hit computes no SHA-256
 //   tmp/                   private build directories; leftovers are garbage
 //   trash/                 entries moved out of the way before deletion
+//   dists/<sha256>/        a wheel unpacked and byte-compiled once, read-only;
+//                          venvs hard-link its files (dist_store.hpp)
 //   cache/pip/             pip's download cache, shared by all builds
 //   failures/<key>         the last failed build of a key: when, and why
 //   logs/<key>.log         output of the key's last build
@@ -33,6 +35,7 @@ struct Record {
   std::string key;
   std::vector<std::string> requested;  // canonical requirement lines
   std::vector<std::string> installed;  // name==version of what pip installed
+  std::vector<std::string> dists;      // sha256 of each wheel linked from dists/
   std::string python;                  // interpreter version
   std::string python_path;
   std::string pip;
@@ -69,6 +72,7 @@ class Store {
   [[nodiscard]] std::string keys_dir() const { return root_ + "/keys"; }
   [[nodiscard]] std::string tmp_dir() const { return root_ + "/tmp"; }
   [[nodiscard]] std::string trash_dir() const { return root_ + "/trash"; }
+  [[nodiscard]] std::string dists_dir() const { return root_ + "/dists"; }
   [[nodiscard]] std::string pip_cache_dir() const { return root_ + "/cache/pip"; }
   [[nodiscard]] std::string failures_dir() const { return root_ + "/failures"; }
   [[nodiscard]] std::string logs_dir() const { return root_ + "/logs"; }

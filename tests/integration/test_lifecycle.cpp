@@ -45,13 +45,13 @@ void set_last_used(const VenvWorld& w, const std::string& key, std::time_t when)
 TEST_CASE("gc with a budget removes exactly the least recently used venv", "[lifecycle][gc]") {
   VenvWorld w;
   w.configure();
-  // Three venvs of about 3 MB each (bulky carries 3 MB of data).
+  // Three venvs of about 3 MB each, none sharing its 3 MB with another.
   w.compile(w.project("bulky\nalpha\n"), true, "print(1)");
-  w.compile(w.project("bulky\ngamma\n"), true, "print(1)");
-  w.compile(w.project("bulky\n"), true, "print(1)");
+  w.compile(w.project("bulkier\ngamma\n"), true, "print(1)");
+  w.compile(w.project("bulkiest\n"), true, "print(1)");
   REQUIRE(w.env_dirs().size() == 3);
   // Built last, but used longest ago: use, not creation, decides.
-  std::string oldest = key_with(w, "bulky");
+  std::string oldest = key_with(w, "bulkiest");
   REQUIRE_FALSE(oldest.empty());
   auto now = std::time(nullptr);
   for (const auto& key : w.env_dirs())
@@ -66,8 +66,64 @@ TEST_CASE("gc with a budget removes exactly the least recently used venv", "[lif
   CHECK(std::find(left.begin(), left.end(), oldest) == left.end());
   CHECK_THAT(r.output, Contains("removed " + oldest.substr(0, 12)));
   CHECK_FALSE(testenv::exists(w.venvs + "/envs/" + oldest + ".complete"));
+  // Its distribution went with it (no other venv linked it); the others' stay.
+  CHECK_THAT(r.output, Contains("removed distribution"));
+  CHECK(testenv::list_dir(w.venvs + "/dists").size() == 5);  // bulky alpha beta; bulkier gamma
   // Nothing half-deleted remains in the store's trash.
   CHECK(testenv::list_dir(w.venvs + "/trash").empty());
+}
+
+TEST_CASE("venvs sharing a distribution hold it once; it goes with the last venv that links it",
+          "[lifecycle][gc][dists]") {
+  VenvWorld w;
+  w.configure();
+  auto du = [&] {
+    auto r = testenv::run({"du", "-sB1", w.venvs});
+    REQUIRE(r.status == 0);
+    return std::stoll(r.output);
+  };
+  w.compile(w.project("bulky\n"), true, "import bulky; print('RENDER', bulky.X)");
+  const auto one = du();
+  // Four more venvs with bulky's 3 MB, each adding a small package.
+  for (const char* other : {"alpha\n", "gamma\n", "beta\n", "alpha\ngamma\n"})
+    w.compile(w.project(std::string("bulky\n") + other), true, "import bulky");
+  REQUIRE(w.env_dirs().size() == 5);
+  const auto five = du();
+  INFO("one venv: " << one << " bytes; five sharing bulky: " << five);
+  CHECK(five < one + 2 * 1024 * 1024);  // not 4 x 3 MB more
+  // gc measures as du does, each shared file once: within a budget of that
+  // (counting bulky five times would be 12 MB more), it removes nothing.
+  auto dry =
+      venvs_tool(w, {"gc", "--max-total-mb", std::to_string(five / 1024 / 1024 + 2), "--dry-run"});
+  INFO(dry.output);
+  CHECK(dry.status == 0);
+  CHECK_THAT(dry.output, !Contains("would remove"));
+
+  std::string bulky_key;  // the venv of bulky alone
+  for (const auto& key : w.env_dirs()) {
+    auto record = testenv::read_file(w.venvs + "/envs/" + key + ".complete");
+    if (record.find("requested:\n  - \"bulky\"\ninstalled:") != std::string::npos) bulky_key = key;
+  }
+  REQUIRE_FALSE(bulky_key.empty());
+  auto dists_before = testenv::list_dir(w.venvs + "/dists").size();
+  // Every venv but one gone: bulky's distribution stays, linked by that one.
+  auto now = std::time(nullptr);
+  for (const auto& key : w.env_dirs())
+    set_last_used(w, key, key == bulky_key ? now : now - 3600);
+  auto r = venvs_tool(w, {"gc", "--unused-for", "30m"});
+  INFO(r.output);
+  CHECK(w.env_dirs() == std::vector<std::string>{bulky_key});
+  CHECK(testenv::list_dir(w.venvs + "/dists").size() == 1);
+  CHECK(dists_before > 1);
+  CHECK(r.status == 0);
+  // The survivor still imports it, from its links.
+  auto log = w.compile(w.project("bulky\n"), true, "import bulky; print('RENDER', bulky.X)");
+  CHECK_THAT(log, Contains("RENDER 1"));
+  // The last venv gone, the distribution goes.
+  r = venvs_tool(w, {"gc", "--max-total-mb", "0"});
+  INFO(r.output);
+  CHECK_THAT(r.output, Contains("removed distribution"));
+  CHECK(testenv::list_dir(w.venvs + "/dists").empty());
 }
 
 TEST_CASE("gc --dry-run reports and removes nothing", "[lifecycle][gc]") {
@@ -215,8 +271,8 @@ TEST_CASE("a build over the eviction budget evicts the least recently used venv 
   REQUIRE(w.env_dirs().size() == 1);
   std::string first = w.env_dirs()[0];
   set_last_used(w, first, std::time(nullptr) - 600);
-  auto log =
-      w.compile(w.project("bulky\ngamma\n"), true, "import gamma; print('RENDER', gamma.MESSAGE)");
+  auto log = w.compile(w.project("bulkier\ngamma\n"), true,
+                       "import gamma; print('RENDER', gamma.MESSAGE)");
   INFO(log);
   CHECK_THAT(log, Contains("RENDER gamma here"));
   // Store-wide work is the operator's business, not this user's.

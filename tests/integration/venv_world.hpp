@@ -12,7 +12,8 @@
 
 namespace testenv {
 
-// Packages no test machine has seen: alpha depends on beta; gamma stands alone.
+// Packages no test machine has seen: alpha depends on beta; gamma stands alone;
+// bulky, bulkier and bulkiest carry 3 MB each (venvs that share one share its files).
 inline const char* const kDefaultPackages = R"([
   {"name": "alpha", "version": "1.0", "requires": ["beta>=2"],
    "files": {"alpha/__init__.py": "import beta\nMESSAGE = 'alpha ' + beta.VERSION\n"}},
@@ -21,7 +22,11 @@ inline const char* const kDefaultPackages = R"([
   {"name": "gamma", "version": "0.3",
    "files": {"gamma/__init__.py": "MESSAGE = 'gamma here'\n"}},
   {"name": "bulky", "version": "1.0",
-   "files": {"bulky/__init__.py": "X = 1\n"}, "pad_bytes": 3000000}
+   "files": {"bulky/__init__.py": "X = 1\n"}, "pad_bytes": 3000000},
+  {"name": "bulkier", "version": "1.0",
+   "files": {"bulkier/__init__.py": "X = 2\n"}, "pad_bytes": 3000000},
+  {"name": "bulkiest", "version": "1.0",
+   "files": {"bulkiest/__init__.py": "X = 3\n"}, "pad_bytes": 3000000}
 ])";
 
 struct VenvWorld {

@@ -1,0 +1,354 @@
+#include "venv_linker.hpp"
+
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <regex>
+#include <set>
+#include <tuple>
+
+#include "clsi/errno_text.hpp"
+#include "clsi/unique_fd.hpp"
+#include "digest.hpp"
+#include "dir_maker.hpp"
+#include "dist_info.hpp"
+
+namespace clsi::venv {
+namespace {
+
+// distlib: a shebang longer than this (or with a space) goes through /bin/sh.
+constexpr std::size_t kMaxShebang = 127;
+constexpr const char* kInstaller = "clsi-venvs\n";
+
+std::vector<std::string> components(const std::string& path) {
+  std::vector<std::string> out;
+  std::size_t start = 0;
+  while (start <= path.size()) {
+    auto at = path.find('/', start);
+    auto part = path.substr(start, at == std::string::npos ? std::string::npos : at - start);
+    if (!part.empty() && part != ".") out.push_back(part);
+    if (at == std::string::npos) break;
+    start = at + 1;
+  }
+  return out;
+}
+
+// os.path.relpath(target, base) for paths relative to one root.
+std::string relpath(const std::string& target, const std::string& base) {
+  auto t = components(target);
+  auto b = components(base);
+  std::size_t common = 0;
+  while (common < t.size() && common < b.size() && t[common] == b[common])
+    ++common;
+  std::string out;
+  for (std::size_t i = common; i < b.size(); ++i)
+    out += "../";
+  for (std::size_t i = common; i < t.size(); ++i)
+    out += t[i] + (i + 1 < t.size() ? "/" : "");
+  if (out.empty()) return ".";
+  if (out.back() == '/') out.pop_back();
+  return out;
+}
+
+Expected<std::string> read_all(int fd, const std::string& what) {
+  std::string text;
+  char buf[65536];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Error{"cannot read " + what + ": " + clsi::errno_text(errno)};
+    if (n == 0) return text;
+    text.append(buf, static_cast<std::size_t>(n));
+  }
+}
+
+bool write_all(int fd, const char* p, std::size_t left) {
+  while (left > 0) {
+    ssize_t w = ::write(fd, p, left);
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) return false;
+    p += w;
+    left -= static_cast<std::size_t>(w);
+  }
+  return true;
+}
+
+}  // namespace
+
+std::string console_script_text(const std::string& executable, const ScriptEntry& entry) {
+  std::string exe = executable;
+  if (exe.find(' ') != std::string::npos) exe = "\"" + exe + "\"";
+  std::string shebang;
+  if (exe.find(' ') == std::string::npos && exe.size() + 3 <= kMaxShebang) {
+    shebang = "#!" + exe + "\n";
+  } else {
+    shebang = "#!/bin/sh\n'''exec' " + exe + " \"$0\" \"$@\"\n' '''";
+  }
+  return shebang +
+         "# -*- coding: utf-8 -*-\n"
+         "import re\n"
+         "import sys\n"
+         "from " +
+         entry.module + " import " + entry.import_name +
+         "\n"
+         "if __name__ == '__main__':\n"
+         "    sys.argv[0] = re.sub(r'(-script\\.pyw|\\.exe)?$', '', sys.argv[0])\n"
+         "    sys.exit(" +
+         entry.func + "())\n";
+}
+
+std::map<std::string, std::string> console_script_names(std::map<std::string, std::string> console,
+                                                        const std::string& python) {
+  std::map<std::string, std::string> out;
+  const std::string major = python.substr(0, python.find('.'));
+  if (auto pip = console.find("pip"); pip != console.end()) {
+    std::string value = pip->second;
+    console.erase(pip);
+    out["pip"] = value;
+    out["pip" + major] = value;
+    out["pip" + python] = value;
+    static const std::regex versioned(R"(pip(\d+(\.\d+)?)?)");
+    for (auto it = console.begin(); it != console.end();)
+      it = std::regex_match(it->first, versioned) ? console.erase(it) : std::next(it);
+  }
+  if (auto ei = console.find("easy_install"); ei != console.end()) {
+    std::string value = ei->second;
+    console.erase(ei);
+    out["easy_install"] = value;
+    out["easy_install-" + python] = value;
+    static const std::regex versioned(R"(easy_install(-\d+\.\d+)?)");
+    for (auto it = console.begin(); it != console.end();)
+      it = std::regex_match(it->first, versioned) ? console.erase(it) : std::next(it);
+  }
+  for (auto& [name, value] : console)
+    out.emplace(name, value);
+  return out;
+}
+
+VenvLinker::VenvLinker(std::string venv, std::string site_packages, std::string python)
+    : venv_(std::move(venv)),
+      site_packages_(std::move(site_packages)),
+      python_(std::move(python)),
+      interpreter_(venv_ + "/bin/python3") {}
+
+Expected<bool> VenvLinker::add(const DistLease& lease, bool requested,
+                               const std::string& install_name) {
+  const Dist& dist = lease.dist();
+  const WheelContents& c = dist.contents;
+  const std::string wheel = c.name + "-" + c.version;
+  UniqueFd venv_fd(::open(venv_.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!venv_fd) return Error{"cannot open the venv " + venv_ + ": " + clsi::errno_text(errno)};
+  DirMaker dirs(venv_fd.get());
+
+  auto venv_rel_of = [&](const std::string& part, const std::string& rel) -> std::string {
+    if (part == "lib") return site_packages_ + "/" + rel;
+    if (part == "scripts") return "bin/" + rel;
+    if (part == "headers") {
+      return "include/site/python" + python_ + "/" +
+             (install_name.empty() ? c.name : install_name) + "/" + rel;
+    }
+    return rel;  // data: the venv itself
+  };
+  // The directory of `vrel` (made) and its last component.
+  auto parent_of = [&](const std::string& vrel, std::string& leaf) -> Expected<int> {
+    auto slash = vrel.rfind('/');
+    leaf = slash == std::string::npos ? vrel : vrel.substr(slash + 1);
+    int dir = dirs.open(slash == std::string::npos ? std::string() : vrel.substr(0, slash));
+    if (dir < 0) {
+      return Error{"the wheel " + wheel + " cannot place " + printable(vrel) +
+                   " in the venv: " + clsi::errno_text(errno) +
+                   (errno == ELOOP || errno == ENOTDIR
+                        ? " (a part of that path is a symbolic link or a file)"
+                        : "")};
+    }
+    return dir;
+  };
+  // Writes one of the venv's own files (never through what is there: that
+  // may be a link to the store).
+  auto write_own = [&](const std::string& vrel, std::string_view content,
+                       mode_t mode) -> Expected<bool> {
+    std::string leaf;
+    auto dir = parent_of(vrel, leaf);
+    if (!dir) return Error{dir.error()};
+    if (::unlinkat(*dir, leaf.c_str(), 0) != 0 && errno != ENOENT)
+      return Error{"cannot replace " + printable(vrel) + ": " + clsi::errno_text(errno)};
+    UniqueFd fd(
+        ::openat(*dir, leaf.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode));
+    if (!fd || ::fchmod(fd.get(), mode) != 0 ||
+        !write_all(fd.get(), content.data(), content.size()))
+      return Error{"cannot write " + printable(vrel) + ": " + clsi::errno_text(errno)};
+    ++stats_.written;
+    ++stats_.files;
+    stats_.bytes += static_cast<std::int64_t>(content.size());
+    return true;
+  };
+  // Links the store's `src` (relative to the distribution) to `vrel`.
+  auto place = [&](const std::string& src, const std::string& vrel) -> Expected<bool> {
+    std::string leaf;
+    auto dir = parent_of(vrel, leaf);
+    if (!dir) return Error{dir.error()};
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      if (::linkat(lease.dir_fd(), src.c_str(), *dir, leaf.c_str(), 0) == 0) {
+        ++stats_.linked;
+        ++stats_.files;
+        return true;
+      }
+      if (errno != EEXIST) break;
+      // Another distribution's file of that name: the later one wins, as with pip.
+      if (::unlinkat(*dir, leaf.c_str(), 0) != 0)
+        return Error{"the wheel " + wheel + " cannot replace " + printable(vrel) + ": " +
+                     clsi::errno_text(errno)};
+    }
+    const int link_errno = errno;
+    if (link_errno != EXDEV && link_errno != EPERM && link_errno != EMLINK)
+      return Error{"cannot link " + printable(vrel) +
+                   " from the store: " + clsi::errno_text(link_errno)};
+    // Another filesystem (or links refused): a clone, else a copy, with the
+    // store's mode and mtime (the .pyc files check the source's mtime).
+    UniqueFd in(::openat(lease.dir_fd(), src.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+    struct stat st {};
+    if (!in || ::fstat(in.get(), &st) != 0)
+      return Error{"cannot read " + printable(src) + " in the store: " + clsi::errno_text(errno)};
+    (void)::unlinkat(*dir, leaf.c_str(), 0);
+    UniqueFd out(::openat(*dir, leaf.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                          st.st_mode & 0777));
+    if (!out) return Error{"cannot write " + printable(vrel) + ": " + clsi::errno_text(errno)};
+    if (::ioctl(out.get(), FICLONE, in.get()) == 0) {
+      ++stats_.reflinked;
+    } else {
+      for (;;) {
+        ssize_t n = ::copy_file_range(in.get(), nullptr, out.get(), nullptr, 1 << 30, 0);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) {
+          auto text = read_all(in.get(), src);
+          if (!text || !write_all(out.get(), text->data(), text->size()))
+            return Error{"cannot copy " + printable(vrel) + ": " + clsi::errno_text(errno)};
+          break;
+        }
+        if (n == 0) break;
+      }
+      ++stats_.copied;
+    }
+    const struct timespec times[2] = {st.st_atim, st.st_mtim};
+    if (::fchmod(out.get(), st.st_mode & 0777) != 0 || ::futimens(out.get(), times) != 0)
+      return Error{"cannot copy " + printable(vrel) + ": " + clsi::errno_text(errno)};
+    ++stats_.files;
+    return true;
+  };
+
+  // pip's bookkeeping (operations/install/wheel.py): archive path -> RECORD
+  // path; rows whose file was changed; files generated, with their bytes.
+  std::map<std::string, std::string> installed;
+  std::vector<std::string> installed_order;
+  std::set<std::string> changed;
+  std::map<std::string, std::string> changed_content;
+  std::vector<std::pair<std::string, std::string>> generated;
+  auto note_installed = [&](const std::string& key, const std::string& record_path) {
+    if (installed.emplace(key, record_path).second) {
+      installed_order.push_back(key);
+    } else {
+      installed[key] = record_path;
+    }
+  };
+
+  const std::string info = c.dist_info + "/";
+  std::set<std::string> own_info = {info + "RECORD", info + "INSTALLER"};
+  if (requested) own_info.insert(info + "REQUESTED");
+  std::set<std::string> placed;  // venv paths done: a later file of one place wins in the store
+  for (auto it = c.files.rbegin(); it != c.files.rend(); ++it) {
+    const WheelFile& f = *it;
+    if (f.skipped) continue;
+    const std::string vrel = venv_rel_of(f.part, f.rel);
+    if (is_venv_own_file(vrel)) {
+      return Error{"the wheel " + wheel + " would replace the venv's own " + printable(vrel)};
+    }
+    if (!placed.insert(vrel).second) continue;
+    const std::string record_path = relpath(vrel, site_packages_);
+    if (f.part == "lib" && own_info.count(f.rel)) continue;  // written below
+    if (f.python_shebang) {
+      UniqueFd in(::openat(lease.dir_fd(), (f.part + "/" + f.rel).c_str(),
+                           O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+      if (!in) return Error{"cannot read " + printable(f.rel) + " in the store"};
+      auto text = read_all(in.get(), f.rel);
+      if (!text) return Error{text.error()};
+      auto nl = text->find('\n');
+      std::string fixed = "#!" + interpreter_ + "\n" +
+                          (nl == std::string::npos ? std::string() : text->substr(nl + 1));
+      if (auto w = write_own(vrel, fixed, f.executable ? 0755 : 0644); !w) return w;
+      changed.insert(record_path);
+      changed_content[record_path] = std::move(fixed);
+      continue;
+    }
+    if (auto p = place(f.part + "/" + f.rel, vrel); !p) return p;
+    stats_.bytes += f.size;
+  }
+  for (const auto& f : c.files) {
+    if (f.skipped) continue;
+    note_installed(f.archive_path, relpath(venv_rel_of(f.part, f.rel), site_packages_));
+  }
+  for (const auto& pyc : dist.pycs) {
+    const auto slash = pyc.find('/');
+    const std::string vrel = venv_rel_of(pyc.substr(0, slash), pyc.substr(slash + 1));
+    if (auto p = place(pyc, vrel); !p) return p;
+    // pip's key is the absolute path: never a RECORD row's
+    note_installed("/" + vrel, relpath(vrel, site_packages_));
+  }
+
+  // Entry points: pip's scripts, then its dist-info files.
+  auto add_scripts = [&](const std::map<std::string, std::string>& group) -> Expected<bool> {
+    for (const auto& [name, value] : group) {
+      auto entry = parse_script_entry(value);
+      if (!entry)
+        return Error{"the wheel " + wheel + " has the entry point " + printable(name) + ": " +
+                     entry.error()};
+      const std::string vrel = "bin/" + name;
+      if (is_venv_own_file(vrel))
+        return Error{"the wheel " + wheel + " would replace the venv's own " + printable(vrel)};
+      std::string text = console_script_text(interpreter_, *entry);
+      if (auto w = write_own(vrel, text, 0755); !w) return w;
+      generated.emplace_back(relpath(vrel, site_packages_), std::move(text));
+    }
+    return true;
+  };
+  if (auto s = add_scripts(console_script_names(c.console_scripts, python_)); !s) return s;
+  if (auto s = add_scripts(c.gui_scripts); !s) return s;
+  const std::string info_vrel = site_packages_ + "/" + c.dist_info;
+  if (auto w = write_own(info_vrel + "/INSTALLER", kInstaller, 0644); !w) return w;
+  generated.emplace_back(c.dist_info + "/INSTALLER", kInstaller);
+  if (requested) {
+    if (auto w = write_own(info_vrel + "/REQUESTED", "", 0644); !w) return w;
+    generated.emplace_back(c.dist_info + "/REQUESTED", "");
+  }
+
+  std::vector<std::tuple<std::string, std::string, std::string>> rows;
+  for (const auto& row : c.record) {
+    std::string path = row.path;
+    if (auto at = installed.find(row.path); at != installed.end()) {
+      path = at->second;
+      installed.erase(at);
+    }
+    if (changed.count(path)) {
+      const std::string& content = changed_content[path];
+      rows.emplace_back(path, record_hash_of(content), std::to_string(content.size()));
+    } else {
+      rows.emplace_back(path, row.hash, row.size);
+    }
+  }
+  for (const auto& [path, content] : generated)
+    rows.emplace_back(path, record_hash_of(content), std::to_string(content.size()));
+  for (const auto& key : installed_order)
+    if (auto at = installed.find(key); at != installed.end()) rows.emplace_back(at->second, "", "");
+  std::sort(rows.begin(), rows.end());
+  std::string record;
+  for (const auto& [path, hash, size] : rows)
+    record += record_csv_row({path, hash, size});
+  if (auto w = write_own(info_vrel + "/RECORD", record, 0644); !w) return w;
+  return true;
+}
+
+}  // namespace clsi::venv
