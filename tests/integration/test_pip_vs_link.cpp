@@ -382,7 +382,7 @@ Tree scan(const std::string& root) {
 }
 
 std::string mode_text(mode_t m) {
-  char buf[8];
+  char buf[16];  // "%04o" of any mode_t fits
   std::snprintf(buf, sizeof buf, "%04o", static_cast<unsigned>(m));
   return buf;
 }
