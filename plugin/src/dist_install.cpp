@@ -13,15 +13,6 @@ namespace clsi::venv {
 namespace fs = std::filesystem;
 namespace {
 
-// Words of an error that is the disk's or the system's, not the wheel's.
-bool system_trouble(const std::string& why) {
-  for (const char* s : {"No space left", "Disk quota", "Read-only file system", "Permission denied",
-                        "Input/output error", "Too many open files"}) {
-    if (why.find(s) != std::string::npos) return true;
-  }
-  return false;
-}
-
 std::string count_of(std::size_t n, const char* one, const char* many) {
   return std::to_string(n) + " " + (n == 1 ? one : many);
 }
@@ -76,7 +67,7 @@ std::optional<InstallError> DistInstaller::add_downloaded(const std::string& whe
     auto contents = unpack_wheel(file->second, st.dir, limits);
     if (!contents) {
       return InstallError{"the wheel " + wheel + " " + contents.error(),
-                          system_trouble(contents.error())};
+                          service_trouble(contents.error())};
     }
     st.dist.sha256 = d.sha256;
     st.dist.python = s_.python.version_short;
@@ -146,7 +137,7 @@ std::optional<InstallError> DistInstaller::link(const std::string& venv,
     if (lease == held_.end())
       return InstallError{"the store lost " + d.name + " " + d.version + " during the build", true};
     if (auto added = linker.add(lease->second, d.requested, d.install_name); !added)
-      return InstallError{added.error(), system_trouble(added.error())};
+      return InstallError{added.error(), service_trouble(added.error())};
     if (linker.stats().files > s_.config->caps.max_venv_files) {
       return InstallError{"the venv would hold more than caps.max_venv_files (" +
                               std::to_string(s_.config->caps.max_venv_files) + " files)",

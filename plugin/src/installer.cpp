@@ -41,21 +41,6 @@ bool outside_fault(const RunOutcome& r) {
   return !r.timed_out && r.stopped_because.empty() && WIFSIGNALED(r.wait_status);
 }
 
-// pip's words for a fault of the service: the index or the disk, not the
-// project's requirements. pip still ends such a run with "no matching
-// distribution", so these are looked for in every line.
-bool service_trouble(std::string_view line) {
-  for (std::string_view s :
-       {"No space left on device", "[Errno 28]", "Disk quota exceeded", "[Errno 122]",
-        "Permission denied", "[Errno 13]", "Read-only file system", "[Errno 30]",
-        "Could not fetch URL", "NewConnectionError", "Connection refused", "Max retries exceeded",
-        "Temporary failure in name resolution", "Name or service not known", "Read timed out",
-        "ConnectTimeoutError", "SSLError", "Connection reset by peer", "HTTP error 5"}) {
-    if (line.find(s) != std::string_view::npos) return true;
-  }
-  return false;
-}
-
 // "host[:port]" of an http:// URL; "" for any other scheme.
 std::string http_host(const std::string& url) {
   constexpr std::string_view kHttp = "http://";
@@ -98,6 +83,36 @@ bool pip_supports_dry_run(const std::string& version) {
 }
 
 }  // namespace
+
+// pip's words for a fault of the service: the index or the disk, not the
+// project's requirements. pip still ends such a run with "no matching
+// distribution", so these are looked for in every line.
+bool service_trouble(std::string_view line) {
+  for (std::string_view s : {"No space left on device",
+                             "[Errno 28]",
+                             "Disk quota exceeded",
+                             "[Errno 122]",
+                             "Permission denied",
+                             "[Errno 13]",
+                             "Read-only file system",
+                             "[Errno 30]",
+                             "Could not fetch URL",
+                             "NewConnectionError",
+                             "Connection refused",
+                             "Max retries exceeded",
+                             "Temporary failure in name resolution",
+                             "Name or service not known",
+                             "Read timed out",
+                             "ConnectTimeoutError",
+                             "SSLError",
+                             "Connection reset by peer",
+                             "HTTP error 5",
+                             "Input/output error",
+                             "Too many open files"}) {
+    if (line.find(s) != std::string_view::npos) return true;
+  }
+  return false;
+}
 
 BuildResult Installer::build(const BuildRequest& req, const LineSink& log,
                              const LineSink& detail) const {

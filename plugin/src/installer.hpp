@@ -32,6 +32,10 @@ inline std::string note(std::string_view text) {
   return "[python-venv] " + std::string(text);
 }
 
+// Words of a fault of the service (the index, the network, the disk), not of
+// the requirements, in a line of pip's or an error of our own.
+bool service_trouble(std::string_view line);
+
 struct BuildRequest {
   std::string key;
   std::vector<Requirement> requirements;
