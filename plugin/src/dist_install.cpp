@@ -7,7 +7,9 @@
 #include <filesystem>
 
 #include "digest.hpp"
+#include "dist_info.hpp"
 #include "installer.hpp"
+#include "requirements.hpp"
 
 namespace clsi::venv {
 namespace fs = std::filesystem;
@@ -38,16 +40,19 @@ std::vector<std::string> DistInstaller::dist_hashes() const {
   return out;
 }
 
-std::optional<InstallError> DistInstaller::add_downloaded(const std::string& wheels_dir,
-                                                          const std::string& staging) {
+std::optional<InstallError> DistInstaller::add_downloaded(
+    const std::string& wheels_dir, const std::string& staging,
+    const std::map<std::string, std::string>& fetched) {
   // pip names the files; they are known here only by their bytes.
-  std::map<std::string, std::string> by_hash;
-  std::error_code ec;
-  for (const auto& e : fs::directory_iterator(wheels_dir, ec)) {
-    auto h = file_sha256_hex(e.path().string());
-    if (h) by_hash.emplace(*h, e.path().string());
+  std::map<std::string, std::string> by_hash = fetched;
+  if (by_hash.size() < missing_.size()) {
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(wheels_dir, ec)) {
+      auto h = file_sha256_hex(e.path().string());
+      if (h) by_hash.emplace(*h, e.path().string());
+    }
+    if (ec) return InstallError{"cannot read the downloaded wheels: " + ec.message(), true};
   }
-  if (ec) return InstallError{"cannot read the downloaded wheels: " + ec.message(), true};
 
   struct Staged {
     const ResolvedDistribution* d;
@@ -136,6 +141,17 @@ std::optional<InstallError> DistInstaller::link(const std::string& venv,
     auto lease = held_.find(d.sha256);
     if (lease == held_.end())
       return InstallError{"the store lost " + d.name + " " + d.version + " during the build", true};
+    // The resolve read this wheel's METADATA from the index's file, which
+    // pip did not hash again when the store held its sha256
+    // (pip_resolve_shim.hpp): the store's copy must be what was resolved.
+    const WheelContents& held = lease->second.dist().contents;
+    if (normalize_name(held.name) != normalize_name(d.name) || held.version != d.version) {
+      return InstallError{"the index's file for " + d.name + " " + d.version +
+                              " claims the sha256 of " + printable(held.name) + " " +
+                              printable(held.version) +
+                              ", which the store holds; the index is inconsistent",
+                          true};
+    }
     if (auto added = linker.add(lease->second, d.requested, d.install_name); !added)
       return InstallError{added.error(), service_trouble(added.error())};
     if (linker.stats().files > s_.config->caps.max_venv_files) {

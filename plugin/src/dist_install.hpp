@@ -46,11 +46,13 @@ class DistInstaller {
   // Which of the chosen distributions the store lacks, in the resolve's order.
   [[nodiscard]] const std::vector<ResolvedDistribution>& missing() const { return missing_; }
 
-  // Takes the missing ones from `wheels_dir` (pip download's), found by their
-  // sha256: unpacks, compiles and stores each. `staging`: a directory of the
-  // build's own, on the store's filesystem.
+  // Takes the missing ones from `fetched` (sha256 -> a copy whose bytes were
+  // checked as it was made: local_wheel.hpp) and from `wheels_dir` (pip
+  // download's, found by their sha256): unpacks, compiles and stores each.
+  // `staging`: a directory of the build's own, on the store's filesystem.
   std::optional<InstallError> add_downloaded(const std::string& wheels_dir,
-                                             const std::string& staging);
+                                             const std::string& staging,
+                                             const std::map<std::string, std::string>& fetched);
 
   // Populates the venv with every chosen distribution.
   std::optional<InstallError> link(const std::string& venv, const std::string& site_packages);

@@ -20,8 +20,10 @@
 #include "index_client.hpp"
 #include "isolation.hpp"
 #include "key.hpp"
+#include "local_wheel.hpp"
 #include "pip_messages.hpp"
 #include "pip_report.hpp"
+#include "pip_resolve_shim.hpp"
 
 namespace clsi::venv {
 namespace {
@@ -210,23 +212,16 @@ BuildResult Installer::build(const BuildRequest& req, const LineSink& log,
   // the volume: safe to share, because only the pinned index (and with
   // only_binary, only wheels) can fill it.
   auto pip_command = [&](const std::vector<std::string>& extra, const std::string& file,
-                         const char* verb = "install") {
+                         const char* verb = "install",
+                         const std::vector<std::string>& launcher = {"-m", "pip"}) {
     SpawnOptions pip = base;
     pip.executable = venv + "/bin/python3";
-    pip.args = {"-I",
-                "-m",
-                "pip",
-                verb,
-                "--isolated",
-                "--no-input",
-                "--disable-pip-version-check",
-                "--no-color",
-                "--progress-bar",
-                "off",
-                "--cache-dir",
-                store_.pip_cache_dir(),
-                "--index-url",
-                config_.index_url};
+    pip.args = {"-I"};
+    pip.args.insert(pip.args.end(), launcher.begin(), launcher.end());
+    pip.args.insert(pip.args.end(),
+                    {verb, "--isolated", "--no-input", "--disable-pip-version-check", "--no-color",
+                     "--progress-bar", "off", "--cache-dir", store_.pip_cache_dir(), "--index-url",
+                     config_.index_url});
     // pip caches downloads only from https:// or trusted hosts; a plain-http
     // mirror has no TLS to check, and the operator chose it.
     if (auto host = http_host(config_.index_url); !host.empty()) {
@@ -260,6 +255,12 @@ BuildResult Installer::build(const BuildRequest& req, const LineSink& log,
   };
   // A pip run that failed: its problems with the user's lines when pip's
   // words say what they are, else pip's own ERROR lines.
+  // A wheel whose bytes are not those the resolve chose: the index changed.
+  auto served_other_bytes = [&](const std::string& names) {
+    return fail_service("the index served " + (names.empty() ? "a file" : names) +
+                        " with another sha256 than pip resolved moments before; nothing "
+                        "of it was kept, and the next build resolves again");
+  };
   auto pip_failed = [&](const std::string& what, const RunOutcome& run,
                         const PipOutput& out) -> BuildResult {
     std::string why = describe(run, what, req.deadline_reason);
@@ -271,9 +272,7 @@ BuildResult Installer::build(const BuildRequest& req, const LineSink& log,
         std::string names;
         for (const auto& n : f.hash_mismatch_names)
           names += (names.empty() ? "" : ", ") + n;
-        return fail_service("the index served " + (names.empty() ? "a file" : names) +
-                            " with another sha256 than pip resolved moments before; nothing "
-                            "of it was kept, and the next build resolves again");
+        return served_other_bytes(names);
       }
       ExplainContext context;
       context.written = written;
@@ -315,7 +314,11 @@ BuildResult Installer::build(const BuildRequest& req, const LineSink& log,
     };
     std::vector<std::string> resolve_args = {"--dry-run", "--report", report_file};
     if (config_.require_hashes) resolve_args.emplace_back("--require-hashes");
-    r = runner_(pip_command(resolve_args, req_file), req.deadline, pip_sink(resolving), tick);
+    // Started through pip_resolve_shim.hpp: a wheel the store holds is not
+    // hashed again.
+    r = runner_(
+        pip_command(resolve_args, req_file, "install", pip_resolve_launcher(store_.dists_dir())),
+        req.deadline, pip_sink(resolving), tick);
     if (!r.ok()) return pip_failed("resolving the requirements", r, resolving);
     auto report_text = read_report(report_file);
     if (!report_text) return fail_service(report_text.error());
@@ -409,18 +412,40 @@ BuildResult Installer::build(const BuildRequest& req, const LineSink& log,
                                      " to download, each checked against the sha256 it was "
                                      "resolved with")));
     if (!missing.empty()) {
-      const std::string pinned = work->root() + "/pinned.txt";
       const std::string wheels = work->root() + "/wheels";
-      if (auto w = write_file_atomically(pinned, pinned_requirements(missing)); !w)
-        return fail_service(w.error());
-      PipOutput downloading;
-      r = runner_(
-          pip_command({"--no-deps", "--require-hashes", "--dest", wheels}, pinned, "download"),
-          req.deadline, pip_sink(downloading), tick);
-      if (!r.ok()) return pip_failed("downloading the wheels", r, downloading);
+      // A file:// index's wheels are copied and checked here; the others
+      // are pip download's.
+      std::map<std::string, std::string> fetched;
+      std::vector<ResolvedDistribution> remote;
+      const bool local_index = local_path_of_url(config_.index_url).has_value();
+      for (const auto& d : missing) {
+        auto path = local_index ? local_path_of_url(d.url) : std::nullopt;
+        if (!path) {
+          remote.push_back(d);
+          continue;
+        }
+        if (fetched.empty() && ::mkdir(wheels.c_str(), 0700) != 0)
+          return fail_service("cannot create " + wheels + ": " + clsi::errno_text(errno));
+        auto copy = copy_local_wheel(*path, wheels + "/" + d.sha256 + ".whl", d.sha256);
+        if (!copy)
+          return fail_service("cannot take " + d.name + " from the index: " + copy.error());
+        if (copy->mismatch) return served_other_bytes(d.name);
+        to_detail("copied " + d.name + " " + d.version + " from " + *path + ", sha256 checked");
+        fetched.emplace(d.sha256, copy->path);
+      }
+      if (!remote.empty()) {
+        const std::string pinned = work->root() + "/pinned.txt";
+        if (auto w = write_file_atomically(pinned, pinned_requirements(remote)); !w)
+          return fail_service(w.error());
+        PipOutput downloading;
+        r = runner_(
+            pip_command({"--no-deps", "--require-hashes", "--dest", wheels}, pinned, "download"),
+            req.deadline, pip_sink(downloading), tick);
+        if (!r.ok()) return pip_failed("downloading the wheels", r, downloading);
+      }
       phase = "unpacking and byte-compiling";
       since = std::chrono::steady_clock::now();
-      if (auto e = dists.add_downloaded(wheels, work->root()))
+      if (auto e = dists.add_downloaded(wheels, work->root(), fetched))
         return fail_because(e->why, e->service_fault);
     }
     auto site = find_site_packages(venv, req.python.version_short);

@@ -332,6 +332,66 @@ TEST_CASE("the install takes exactly the resolved files: one changed since fails
   CHECK(testenv::list_dir(w.venvs + "/failures").empty());
 }
 
+TEST_CASE("the resolve does not hash again a wheel the store holds by its sha256; others it does",
+          "[user-messages][hash][held]") {
+  VenvWorld w(kPackages);
+  w.configure({});
+  auto first =
+      w.compile(w.project("gamma\n"), true, "import gamma; print('RENDER', gamma.MESSAGE)");
+  INFO(first);
+  REQUIRE_THAT(first, Contains("RENDER gamma here"));
+  // The mirror's file for gamma 0.3 now holds other bytes while its page
+  // still names the first file's sha256: a wheel pip reads whole to check
+  // would fail. The store holds that sha256, so the check is not needed:
+  // the venv gets the store's copy, never these bytes.
+  std::string other = w.tmp / "other-index";
+  testenv::make_index(other, R"([{"name": "gamma", "version": "0.3",
+      "files": {"gamma/__init__.py": "MESSAGE = 'a different gamma'\n"}},
+      {"name": "beta", "version": "2.1",
+      "files": {"beta/__init__.py": "VERSION = 'a different beta'\n"}}])");
+  for (const char* f : {"/files/gamma-0.3-py3-none-any.whl", "/files/beta-2.1-py3-none-any.whl"}) {
+    testenv::write_file(w.index + f, testenv::read_file(other + f));
+  }
+  auto second = w.compile(w.project("gamma\nquillwort==1.1\n"), true,
+                          "import gamma, quillwort; print('RENDER', gamma.MESSAGE, quillwort.V)");
+  INFO(second);
+  CHECK_THAT(second, Contains("RENDER gamma here 1.1"));
+  CHECK(w.env_dirs().size() == 2);
+  std::string logs;
+  for (const auto& l : testenv::list_dir(w.venvs + "/logs"))
+    logs += testenv::read_file(w.venvs + "/logs/" + l);
+  CHECK_THAT(logs,
+             Contains("clsi-venvs: not hashed again: 1 wheel(s) whose sha256 the store holds"));
+  // A file:// index's wheel is copied by the service, not by pip download.
+  CHECK_THAT(logs, Contains("copied quillwort 1.1 from " + w.index +
+                            "/files/quillwort-1.1-py3-none-any.whl, sha256 checked"));
+  CHECK_THAT(logs, !Contains("Saved "));
+  // A wheel the store does not hold is checked as pip always does: beta's
+  // file no longer has the sha256 its page names.
+  auto third =
+      w.compile(w.project("beta==2.1\n"), true, "import beta; print('RENDER', beta.VERSION)");
+  INFO(third);
+  CHECK_THAT(third, Contains("the index served beta with another sha256"));
+  CHECK_THAT(third, !Contains("RENDER a different beta"));
+  CHECK_THAT(third, !Contains("RENDER 2.1"));
+  CHECK(w.env_dirs().size() == 2);
+  // A page that names, for gamma's file, the sha256 of quillwort 1.1 (which
+  // the store holds): the store's copy is not what was resolved.
+  const std::string page = w.index + "/simple/gamma/index.html";
+  const std::string quill = testenv::read_file(w.index + "/simple/quillwort/index.html");
+  std::smatch m;
+  REQUIRE(std::regex_search(quill, m, std::regex("quillwort-1\\.1-[^#]*#sha256=([0-9a-f]{64})")));
+  testenv::write_file(
+      page, std::regex_replace(testenv::read_file(page), std::regex("sha256=[0-9a-f]{64}"),
+                               "sha256=" + m[1].str()));
+  auto fourth = w.compile(w.project("gamma\nquillwort==1.0\n"), true,
+                          "import gamma; print('RENDER', gamma.MESSAGE)");
+  INFO(fourth);
+  CHECK_THAT(fourth, Contains("the index's file for gamma 0.3 claims the sha256 of quillwort 1.1"));
+  CHECK_THAT(fourth, !Contains("RENDER"));
+  CHECK(w.env_dirs().size() == 2);
+}
+
 TEST_CASE("gc and other store-wide messages reach the operator's log, never a user's",
           "[user-messages][gc]") {
   VenvWorld w(kPackages);

@@ -1,0 +1,29 @@
+// How the service starts pip for its one resolve (installer.cpp, step 2a):
+// pip itself, through a few lines of Python that spare it one piece of work.
+//
+// pip's `install --dry-run` reads every chosen wheel whole to check it
+// against the index's sha256: for a 230 MB wheel that is most of the
+// resolve. A wheel whose sha256 names a distribution the store already holds
+// (dists/<sha256>/manifest.json, published only after our own check of those
+// bytes) is not checked again: what the venv gets is the store's copy, never
+// these bytes. pip still reads the wheel's METADATA to resolve, and the
+// installer checks that the store's distribution has the name and version
+// the resolve chose (dist_install.cpp). Any other wheel is checked as pip
+// always does. If pip's internals ever lack what the shim wraps, pip runs
+// unchanged.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace clsi::venv {
+
+// The interpreter arguments that take the place of `-m pip`: `-c CODE DISTS`.
+// The code removes DISTS from sys.argv before pip reads its own.
+std::vector<std::string> pip_resolve_launcher(const std::string& dists_dir);
+
+// The line the shim writes to pip's stderr when it spared any check (the
+// build log's): its start, for tests and for the operator's grep.
+inline constexpr const char* kSparedLinePrefix = "clsi-venvs: not hashed again";
+
+}  // namespace clsi::venv
