@@ -66,7 +66,9 @@ struct Tally {
 };
 
 // Walks trees without following symlinks, counting each inode once (a hard
-// link is not more disk).
+// link is not more disk). Once dists/ is counted, a file with a second link
+// is not counted again anywhere else: outside dists/, only the service's
+// linker makes hard links, and only to files of dists/ (venv_linker.hpp).
 class Walker {
  public:
   // `path` itself and everything under it.
@@ -95,12 +97,19 @@ class Walker {
 
  private:
   void count(const struct stat& st, Tally& t) {
-    if (st.st_nlink > 1 && !S_ISDIR(st.st_mode) && !seen_.insert({st.st_dev, st.st_ino}).second)
+    if (st.st_nlink > 1 && !S_ISDIR(st.st_mode) &&
+        (links_counted_ || !seen_.insert({st.st_dev, st.st_ino}).second))
       return;
     t.bytes += blocks(st);
     ++t.files;
   }
   std::set<std::pair<dev_t, ino_t>> seen_;
+
+ public:
+  void dists_counted() { links_counted_ = true; }
+
+ private:
+  bool links_counted_ = false;
 };
 
 // The part of the store a top-level entry belongs to.
@@ -542,10 +551,38 @@ Expected<StoreUsage> measure_store(const Store& store, VenvSizeMemo* memo) {
     t.files = 1;
     add_to("other", t);
   }
-  {  // dists/ first: a file a venv links is counted once, as the store's
+  {  // dists/ first: a file a venv links is counted once, as the store's.
+    // A published distribution never changes (dist_store.hpp): measured
+    // once per directory inode, as a complete venv is below.
     Tally t;
-    walker.add(store.dists_dir(), t);
+    struct stat dst {};
+    if (::lstat(store.dists_dir().c_str(), &dst) == 0 && S_ISDIR(dst.st_mode)) {
+      t.bytes = blocks(dst);
+      t.files = 1;
+      for (const auto& [name, est] : entries(store.dists_dir())) {
+        const std::string path = store.dists_dir() + "/" + name;
+        Tally d;
+        const std::string memo_key = "dists/" + name;
+        if (memo && S_ISDIR(est.st_mode) && is_sha256_hex(name)) {
+          if (auto known = memo->find(memo_key, est.st_ino)) {
+            d.bytes = known->first;
+            d.files = known->second;
+          } else {
+            walker.add(path, d);
+            if (d.unreadable == 0) memo->put(memo_key, est.st_ino, d.bytes, d.files);
+          }
+        } else {
+          walker.add(path, d);
+        }
+        t.bytes += d.bytes;
+        t.files += d.files;
+        t.unreadable += d.unreadable;
+      }
+    } else {
+      walker.add(store.dists_dir(), t);
+    }
     add_to("dists", t);
+    walker.dists_counted();
   }
   fs::directory_iterator top(store.root(), ec);
   if (ec) return Error{"cannot read the store " + store.root() + ": " + ec.message()};

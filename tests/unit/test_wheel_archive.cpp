@@ -15,6 +15,7 @@
 
 #include "digest.hpp"
 #include "dist_store.hpp"
+#include "eviction.hpp"
 #include "store.hpp"
 #include "test_env.hpp"
 #include "venv_linker.hpp"
@@ -374,4 +375,39 @@ TEST_CASE("a damaged manifest makes the distribution be made again, not trusted"
   testenv::write_file(manifest, "{\"format\": 1, \"files\": [{\"rel\": \"../../x\"}]}");
   CHECK_FALSE(l.dists.open(sha, "3.11"));
   CHECK_FALSE(testenv::exists(l.dists.dir(sha)));
+}
+
+TEST_CASE("the store's size counts a linked file once; a published distribution is walked once",
+          "[wheel][dists][gc]") {
+  Linked l;
+  auto lease = l.publish(wheel("demo", "1.0", {{"demo/__init__.py", {std::string(100000, 'x')}}}));
+  const std::string v2 = l.tmp / "store/envs/v2";
+  fs::create_directories(v2 + "/" + l.site);
+  fs::create_directories(v2 + "/bin");
+  for (const auto& v : {l.venv, v2}) {
+    VenvLinker linker(v, l.site, "3.11");
+    REQUIRE(linker.add(*lease, false));
+  }
+  auto du = [&] { return std::stoll(testenv::run({"du", "-sB1", l.store.root()}).output); };
+  VenvSizeMemo memo;
+  auto first = measure_store(l.store, &memo);
+  REQUIRE(first);
+  CHECK(first->total_bytes == du());
+  CHECK(first->part_bytes["dists"] >= 100000);
+  CHECK(first->part_bytes["envs"] < 100000);  // the venvs' own directories and RECORD
+  auto unmemoized = measure_store(l.store);
+  REQUIRE(unmemoized);
+  CHECK(unmemoized->total_bytes == first->total_bytes);
+  // A published distribution never changes, so the memo is trusted for its
+  // directory: a file put there behind the service's back is not seen.
+  const std::string dir = l.dists.dir(lease->dist().sha256);
+  REQUIRE(::chmod(dir.c_str(), 0755) == 0);
+  testenv::write_file(dir + "/extra", std::string(50000, 'y'));
+  auto again = measure_store(l.store, &memo);
+  REQUIRE(again);
+  CHECK(again->part_bytes["dists"] == first->part_bytes["dists"]);
+  auto walked = measure_store(l.store);
+  REQUIRE(walked);
+  CHECK(walked->part_bytes["dists"] >= first->part_bytes["dists"] + 50000);
+  CHECK(walked->total_bytes == du());
 }
