@@ -126,6 +126,9 @@ std::optional<InstallError> DistInstaller::add_downloaded(
     }
     std::sort(st.dist.pycs.begin(), st.dist.pycs.end());
     st.dist.pycs.erase(std::unique(st.dist.pycs.begin(), st.dist.pycs.end()), st.dist.pycs.end());
+    if (auto own = write_shared_own_files(st.dir, st.dist); !own)
+      return InstallError{"cannot store " + st.d->name + ": " + own.error(),
+                          service_trouble(own.error())};
     auto lease = dists_.publish(st.dir, st.dist);
     if (!lease) return InstallError{"cannot store " + st.d->name + ": " + lease.error(), true};
     held_.emplace(st.d->sha256, std::move(*lease));

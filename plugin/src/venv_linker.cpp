@@ -130,6 +130,144 @@ std::map<std::string, std::string> console_script_names(std::map<std::string, st
   return out;
 }
 
+namespace {
+
+// Where pip puts a file of a wheel part, relative to the venv.
+std::string venv_rel_of(const WheelContents& c, const std::string& site_packages,
+                        const std::string& python, const std::string& install_name,
+                        const std::string& part, const std::string& rel) {
+  if (part == "lib") return site_packages + "/" + rel;
+  if (part == "scripts") return "bin/" + rel;
+  if (part == "headers") {
+    return "include/site/python" + python + "/" + (install_name.empty() ? c.name : install_name) +
+           "/" + rel;
+  }
+  return rel;  // data: the venv itself
+}
+
+// pip's bookkeeping (operations/install/wheel.py): archive path -> RECORD
+// path, in the order pip meets them.
+struct Installed {
+  std::map<std::string, std::string> path;
+  std::vector<std::string> order;
+  void note(const std::string& key, const std::string& record_path) {
+    if (path.emplace(key, record_path).second) {
+      order.push_back(key);
+    } else {
+      path[key] = record_path;
+    }
+  }
+};
+
+Installed installed_of(const Dist& dist, const std::string& site_packages,
+                       const std::string& python, const std::string& install_name) {
+  const WheelContents& c = dist.contents;
+  Installed out;
+  for (const auto& f : c.files) {
+    if (f.skipped) continue;
+    out.note(
+        f.archive_path,
+        relpath(venv_rel_of(c, site_packages, python, install_name, f.part, f.rel), site_packages));
+  }
+  for (const auto& pyc : dist.pycs) {
+    const auto slash = pyc.find('/');
+    const std::string vrel = venv_rel_of(c, site_packages, python, install_name,
+                                         pyc.substr(0, slash), pyc.substr(slash + 1));
+    out.note("/" + vrel, relpath(vrel, site_packages));  // pip's key is the absolute path
+  }
+  return out;
+}
+
+// RECORD as pip writes it: the wheel's rows at the venv's paths (a changed
+// file hashed again), the generated files, then what the wheel's RECORD did
+// not name, with no hash; sorted.
+std::string record_text(const WheelContents& c, Installed installed,
+                        const std::map<std::string, std::string>& changed,
+                        const std::vector<std::pair<std::string, std::string>>& generated) {
+  std::vector<std::tuple<std::string, std::string, std::string>> rows;
+  for (const auto& row : c.record) {
+    std::string path = row.path;
+    if (auto at = installed.path.find(row.path); at != installed.path.end()) {
+      path = at->second;
+      installed.path.erase(at);
+    }
+    if (auto ch = changed.find(path); ch != changed.end()) {
+      rows.emplace_back(path, record_hash_of(ch->second), std::to_string(ch->second.size()));
+    } else {
+      rows.emplace_back(path, row.hash, row.size);
+    }
+  }
+  for (const auto& [path, content] : generated)
+    rows.emplace_back(path, record_hash_of(content), std::to_string(content.size()));
+  for (const auto& key : installed.order)
+    if (auto at = installed.path.find(key); at != installed.path.end())
+      rows.emplace_back(at->second, "", "");
+  std::sort(rows.begin(), rows.end());
+  std::string record;
+  for (const auto& [path, hash, size] : rows)
+    record += record_csv_row({path, hash, size});
+  return record;
+}
+
+// A distribution whose RECORD is the same in every venv of one interpreter
+// version: nothing of it is written per venv but INSTALLER, REQUESTED and
+// RECORD (no scripts, no "#!python" file, no headers directory named by the
+// requirement's spelling).
+bool same_in_every_venv(const WheelContents& c) {
+  if (!c.console_scripts.empty() || !c.gui_scripts.empty()) return false;
+  return std::none_of(c.files.begin(), c.files.end(), [](const WheelFile& f) {
+    return !f.skipped && (f.python_shebang || f.part == "headers");
+  });
+}
+
+std::vector<std::pair<std::string, std::string>> own_info_files(const WheelContents& c,
+                                                                bool requested) {
+  std::vector<std::pair<std::string, std::string>> out = {{c.dist_info + "/INSTALLER", kInstaller}};
+  if (requested) out.emplace_back(c.dist_info + "/REQUESTED", "");
+  return out;
+}
+
+}  // namespace
+
+// The store's `rel` in the distribution holds exactly `content`.
+bool holds(const DistLease& lease, const char* rel, const std::string& content) {
+  UniqueFd fd(::openat(lease.dir_fd(), rel, O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+  struct stat st {};
+  if (!fd || ::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode) ||
+      st.st_size != static_cast<off_t>(content.size()))
+    return false;
+  auto text = read_all(fd.get(), rel);
+  return text && *text == content;
+}
+
+std::optional<std::string> shared_record(const Dist& dist, bool requested,
+                                         const std::string& site_packages,
+                                         const std::string& python) {
+  if (!same_in_every_venv(dist.contents)) return std::nullopt;
+  return record_text(dist.contents, installed_of(dist, site_packages, python, {}), {},
+                     own_info_files(dist.contents, requested));
+}
+
+Expected<bool> write_shared_own_files(const std::string& staged, const Dist& dist) {
+  const std::string site_packages = "lib/python" + dist.python + "/site-packages";
+  auto requested = shared_record(dist, true, site_packages, dist.python);
+  auto dependency = shared_record(dist, false, site_packages, dist.python);
+  if (!requested || !dependency) return false;
+  UniqueFd dir(::open(staged.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!dir || ::mkdirat(dir.get(), "own", 0755) != 0)
+    return Error{"cannot create " + staged + "/own: " + clsi::errno_text(errno)};
+  for (const auto& [rel, content] :
+       {std::pair<const char*, std::string_view>{kSharedInstaller, kInstaller},
+        {kSharedRecordRequested, *requested},
+        {kSharedRecordDependency, *dependency}}) {
+    UniqueFd fd(
+        ::openat(dir.get(), rel, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644));
+    if (!fd || !write_all(fd.get(), content.data(), content.size()))
+      return Error{"cannot write " + staged + "/" + rel + ": " + clsi::errno_text(errno)};
+  }
+  return true;
+}
+
 VenvLinker::VenvLinker(std::string venv, std::string site_packages, std::string python)
     : venv_(std::move(venv)),
       site_packages_(std::move(site_packages)),
@@ -145,14 +283,8 @@ Expected<bool> VenvLinker::add(const DistLease& lease, bool requested,
   if (!venv_fd) return Error{"cannot open the venv " + venv_ + ": " + clsi::errno_text(errno)};
   DirMaker dirs(venv_fd.get());
 
-  auto venv_rel_of = [&](const std::string& part, const std::string& rel) -> std::string {
-    if (part == "lib") return site_packages_ + "/" + rel;
-    if (part == "scripts") return "bin/" + rel;
-    if (part == "headers") {
-      return "include/site/python" + python_ + "/" +
-             (install_name.empty() ? c.name : install_name) + "/" + rel;
-    }
-    return rel;  // data: the venv itself
+  auto venv_rel_of = [&](const std::string& part, const std::string& rel) {
+    return clsi::venv::venv_rel_of(c, site_packages_, python_, install_name, part, rel);
   };
   // The directory of `vrel` (made) and its last component.
   auto parent_of = [&](const std::string& vrel, std::string& leaf) -> Expected<int> {
@@ -241,20 +373,9 @@ Expected<bool> VenvLinker::add(const DistLease& lease, bool requested,
     return true;
   };
 
-  // pip's bookkeeping (operations/install/wheel.py): archive path -> RECORD
-  // path; rows whose file was changed; files generated, with their bytes.
-  std::map<std::string, std::string> installed;
-  std::vector<std::string> installed_order;
-  std::set<std::string> changed;
-  std::map<std::string, std::string> changed_content;
+  // Rows whose file was changed (with its new bytes); files generated.
+  std::map<std::string, std::string> changed;
   std::vector<std::pair<std::string, std::string>> generated;
-  auto note_installed = [&](const std::string& key, const std::string& record_path) {
-    if (installed.emplace(key, record_path).second) {
-      installed_order.push_back(key);
-    } else {
-      installed[key] = record_path;
-    }
-  };
 
   const std::string info = c.dist_info + "/";
   std::set<std::string> own_info = {info + "RECORD", info + "INSTALLER"};
@@ -280,23 +401,15 @@ Expected<bool> VenvLinker::add(const DistLease& lease, bool requested,
       std::string fixed = "#!" + interpreter_ + "\n" +
                           (nl == std::string::npos ? std::string() : text->substr(nl + 1));
       if (auto w = write_own(vrel, fixed, f.executable ? 0755 : 0644); !w) return w;
-      changed.insert(record_path);
-      changed_content[record_path] = std::move(fixed);
+      changed[record_path] = std::move(fixed);
       continue;
     }
     if (auto p = place(f.part + "/" + f.rel, vrel); !p) return p;
     stats_.bytes += f.size;
   }
-  for (const auto& f : c.files) {
-    if (f.skipped) continue;
-    note_installed(f.archive_path, relpath(venv_rel_of(f.part, f.rel), site_packages_));
-  }
   for (const auto& pyc : dist.pycs) {
     const auto slash = pyc.find('/');
-    const std::string vrel = venv_rel_of(pyc.substr(0, slash), pyc.substr(slash + 1));
-    if (auto p = place(pyc, vrel); !p) return p;
-    // pip's key is the absolute path: never a RECORD row's
-    note_installed("/" + vrel, relpath(vrel, site_packages_));
+    if (auto p = place(pyc, venv_rel_of(pyc.substr(0, slash), pyc.substr(slash + 1))); !p) return p;
   }
 
   // Entry points: pip's scripts, then its dist-info files.
@@ -318,37 +431,26 @@ Expected<bool> VenvLinker::add(const DistLease& lease, bool requested,
   if (auto s = add_scripts(console_script_names(c.console_scripts, python_)); !s) return s;
   if (auto s = add_scripts(c.gui_scripts); !s) return s;
   const std::string info_vrel = site_packages_ + "/" + c.dist_info;
-  if (auto w = write_own(info_vrel + "/INSTALLER", kInstaller, 0644); !w) return w;
-  generated.emplace_back(c.dist_info + "/INSTALLER", kInstaller);
-  if (requested) {
-    if (auto w = write_own(info_vrel + "/REQUESTED", "", 0644); !w) return w;
-    generated.emplace_back(c.dist_info + "/REQUESTED", "");
+  // INSTALLER, REQUESTED, RECORD: the store's copy where the distribution
+  // holds one with these bytes (made when it was stored), else written.
+  auto own_or_shared = [&](const std::string& vrel, const std::string& content,
+                           const char* shared) -> Expected<bool> {
+    if (shared != nullptr && same_in_every_venv(c) && holds(lease, shared, content))
+      return place(shared, vrel);
+    return write_own(vrel, content, 0644);
+  };
+  for (const auto& [rel, content] : own_info_files(c, requested)) {
+    const bool installer = rel == c.dist_info + "/INSTALLER";
+    if (auto w = own_or_shared(site_packages_ + "/" + rel, content,
+                               installer ? kSharedInstaller : nullptr);
+        !w)
+      return w;
+    generated.emplace_back(rel, content);
   }
-
-  std::vector<std::tuple<std::string, std::string, std::string>> rows;
-  for (const auto& row : c.record) {
-    std::string path = row.path;
-    if (auto at = installed.find(row.path); at != installed.end()) {
-      path = at->second;
-      installed.erase(at);
-    }
-    if (changed.count(path)) {
-      const std::string& content = changed_content[path];
-      rows.emplace_back(path, record_hash_of(content), std::to_string(content.size()));
-    } else {
-      rows.emplace_back(path, row.hash, row.size);
-    }
-  }
-  for (const auto& [path, content] : generated)
-    rows.emplace_back(path, record_hash_of(content), std::to_string(content.size()));
-  for (const auto& key : installed_order)
-    if (auto at = installed.find(key); at != installed.end()) rows.emplace_back(at->second, "", "");
-  std::sort(rows.begin(), rows.end());
-  std::string record;
-  for (const auto& [path, hash, size] : rows)
-    record += record_csv_row({path, hash, size});
-  if (auto w = write_own(info_vrel + "/RECORD", record, 0644); !w) return w;
-  return true;
+  const std::string record =
+      record_text(c, installed_of(dist, site_packages_, python_, install_name), changed, generated);
+  return own_or_shared(info_vrel + "/RECORD", record,
+                       requested ? kSharedRecordRequested : kSharedRecordDependency);
 }
 
 }  // namespace clsi::venv

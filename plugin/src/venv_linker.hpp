@@ -14,6 +14,13 @@
 //   bin/<#!python script>      .data/scripts whose first line is "#!python",
 //                              that line replaced with the venv's interpreter
 //
+// A distribution with no scripts, no "#!python" file and no headers has the
+// same INSTALLER and RECORD in every venv of one interpreter version (two
+// RECORDs: named by the requirements or not). Those are made once when it is
+// stored, in dists/<sha256>/own/, and linked like its files: a venv then
+// owns only its directories and REQUESTED. A copy that does not hold the
+// bytes this venv needs is not used; the venv gets its own.
+//
 // No direct_url.json: every distribution came from the index (PEP 610 has
 // none for those). Nothing of a wheel runs; no path is followed through a
 // symbolic link.
@@ -21,7 +28,9 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
+#include <string_view>
 
 #include "dist_store.hpp"
 #include "expected.hpp"
@@ -58,6 +67,22 @@ class VenvLinker {
   std::string interpreter_;  // venv/bin/python3: the shebang of scripts
   LinkStats stats_;
 };
+
+// The distribution's own/ files (relative to its directory in the store).
+inline constexpr const char* kSharedInstaller = "own/INSTALLER";
+inline constexpr const char* kSharedRecordRequested = "own/RECORD.requested";
+inline constexpr const char* kSharedRecordDependency = "own/RECORD.dependency";
+
+// The RECORD every venv of interpreter `python` (its site-packages at
+// `site_packages`, relative to the venv) gets for `dist`; nullopt when that
+// differs from venv to venv.
+std::optional<std::string> shared_record(const Dist& dist, bool requested,
+                                         const std::string& site_packages,
+                                         const std::string& python);
+// Writes those shared files into a distribution's staged directory, before
+// DistStore::publish makes it read-only: false (nothing written) when its
+// RECORD differs from venv to venv.
+Expected<bool> write_shared_own_files(const std::string& staged, const Dist& dist);
 
 // A console script as pip (distlib) writes it for `executable`.
 std::string console_script_text(const std::string& executable, const ScriptEntry& entry);

@@ -241,6 +241,7 @@ struct Linked {
     fs::create_directories(venv + "/" + site);
     fs::create_directories(venv + "/bin");
   }
+  bool with_shared_files = false;  // as DistInstaller stores them: own/ (venv_linker.hpp)
   std::optional<DistLease> publish(const std::map<std::string, Member>& members) {
     std::string whl = tmp / "x.whl";
     write_zip(whl, members);
@@ -253,6 +254,7 @@ struct Linked {
     d.sha256 = *sha;
     d.python = "3.11";
     d.contents = std::move(*c);
+    if (with_shared_files) REQUIRE(write_shared_own_files(staged, d));
     auto lease = dists.publish(staged, d);
     REQUIRE(lease);
     return std::move(*lease);
@@ -410,4 +412,63 @@ TEST_CASE("the store's size counts a linked file once; a published distribution 
   REQUIRE(walked);
   CHECK(walked->part_bytes["dists"] >= first->part_bytes["dists"] + 50000);
   CHECK(walked->total_bytes == du());
+}
+
+TEST_CASE("a RECORD the same in every venv is made once with the distribution and linked",
+          "[wheel][dists]") {
+  Linked l;
+  l.with_shared_files = true;
+  auto plain = l.publish(wheel("demo", "1.0", {{"demo/__init__.py", {"X = 1\n"}}}));
+  auto tool = l.publish(
+      wheel("tool", "2.0",
+            {{"tool/__init__.py", {"def main(): pass\n"}},
+             {"tool-2.0.dist-info/entry_points.txt", {"[console_scripts]\ntool = tool:main\n"}}}));
+  const std::string v2 = l.tmp / "store/envs/v2";
+  fs::create_directories(v2 + "/" + l.site);
+  fs::create_directories(v2 + "/bin");
+  {
+    VenvLinker one(l.venv, l.site, "3.11");
+    REQUIRE(one.add(*plain, true));
+    REQUIRE(one.add(*tool, true));
+    VenvLinker two(v2, l.site, "3.11");
+    REQUIRE(two.add(*plain, false));
+  }
+  const std::string demo_dir = l.dists.dir(plain->dist().sha256);
+  auto same_inode = [](const std::string& a, const std::string& b) {
+    return stat_of(a).st_ino == stat_of(b).st_ino;
+  };
+  const std::string info = "/" + std::string(l.site) + "/demo-1.0.dist-info/";
+  // Named by the requirements in one venv, a dependency in the other: each
+  // links the RECORD of its kind, and both the one INSTALLER.
+  CHECK(same_inode(l.venv + info + "RECORD", demo_dir + "/" + kSharedRecordRequested));
+  CHECK(same_inode(v2 + info + "RECORD", demo_dir + "/" + kSharedRecordDependency));
+  CHECK(same_inode(l.venv + info + "INSTALLER", v2 + info + "INSTALLER"));
+  CHECK(read(l.venv + info + "RECORD") != read(v2 + info + "RECORD"));
+  CHECK_THAT(read(l.venv + info + "RECORD"), Contains("demo-1.0.dist-info/REQUESTED,"));
+  CHECK_THAT(read(v2 + info + "RECORD"), !Contains("REQUESTED"));
+  CHECK(testenv::exists(l.venv + info + "REQUESTED"));
+  CHECK_FALSE(testenv::exists(v2 + info + "REQUESTED"));
+  // A console script has the venv's interpreter in it, and so in RECORD's
+  // hash of it: nothing shared, RECORD is the venv's own.
+  const std::string tool_dir = l.dists.dir(tool->dist().sha256);
+  CHECK_FALSE(testenv::exists(tool_dir + "/own"));
+  CHECK(stat_of(l.venv + "/" + l.site + "/tool-2.0.dist-info/RECORD").st_nlink == 1);
+  CHECK_THAT(read(l.venv + "/" + l.site + "/tool-2.0.dist-info/RECORD"),
+             Contains("../../../bin/tool,sha256="));
+
+  // A shared RECORD that does not hold the bytes this venv needs (here: one
+  // changed behind the service's back) is not linked: the venv writes its own.
+  const std::string shared = demo_dir + "/" + kSharedRecordRequested;
+  const std::string expected = read(shared);
+  REQUIRE(::chmod((demo_dir + "/own").c_str(), 0755) == 0);
+  REQUIRE(::unlink(shared.c_str()) == 0);
+  testenv::write_file(shared, "demo/__init__.py,,\n");
+  const std::string v3 = l.tmp / "store/envs/v3";
+  fs::create_directories(v3 + "/" + l.site);
+  fs::create_directories(v3 + "/bin");
+  VenvLinker three(v3, l.site, "3.11");
+  REQUIRE(three.add(*plain, true));
+  CHECK(stat_of(v3 + info + "RECORD").st_nlink == 1);
+  CHECK(read(v3 + info + "RECORD") == expected);
+  CHECK(read(v3 + info + "RECORD") == *shared_record(plain->dist(), true, l.site, "3.11"));
 }
