@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <set>
 
 #include "digest.hpp"
 #include "dist_info.hpp"
@@ -46,8 +47,12 @@ std::optional<InstallError> DistInstaller::add_downloaded(
   // pip names the files; they are known here only by their bytes.
   std::map<std::string, std::string> by_hash = fetched;
   if (by_hash.size() < missing_.size()) {
+    std::set<std::string> taken;
+    for (const auto& [sha, path] : fetched)
+      taken.insert(path);
     std::error_code ec;
     for (const auto& e : fs::directory_iterator(wheels_dir, ec)) {
+      if (taken.count(e.path().string())) continue;  // checked as it was copied
       auto h = file_sha256_hex(e.path().string());
       if (h) by_hash.emplace(*h, e.path().string());
     }
