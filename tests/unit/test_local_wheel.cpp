@@ -11,8 +11,7 @@
 
 using namespace clsi::venv;
 
-TEST_CASE("a file: URL is a local path only when it names one, percent-decoded",
-          "[local-wheel]") {
+TEST_CASE("a file: URL is a local path only when it names one, percent-decoded", "[local-wheel]") {
   CHECK(local_path_of_url("file:///srv/index/files/a-1.0-py3-none-any.whl") ==
         "/srv/index/files/a-1.0-py3-none-any.whl");
   CHECK(local_path_of_url("file://localhost/srv/a.whl") == "/srv/a.whl");
