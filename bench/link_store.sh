@@ -263,6 +263,8 @@ def label(argv):
     m = re.search(r"-m (pip) (\w+)", a)
     if m:
         return "pip %s%s" % (m.group(2), " --dry-run (resolve)" if "--dry-run" in a else "")
+    if "--dry-run" in a and "--report" in a:  # through plugin/src/pip_resolve_shim.hpp
+        return "pip install --dry-run (resolve, via the shim)"
     if "-m venv" in a:
         return "python -m venv" + (" --without-pip" if "--without-pip" in a else "")
     if "ensurepip" in a:
