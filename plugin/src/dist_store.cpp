@@ -12,6 +12,7 @@
 
 #include "clsi/errno_text.hpp"
 #include "isolation.hpp"
+#include "manifest_cache.hpp"
 
 namespace clsi::venv {
 namespace fs = std::filesystem;
@@ -99,9 +100,9 @@ Expected<Dist> from_json(const std::string& text) {
   }
 }
 
-Expected<std::string> read_at(int dir, const char* name, std::size_t max) {
+// `st`: the file read.
+Expected<std::string> read_at(int dir, const char* name, std::size_t max, struct stat& st) {
   UniqueFd fd(::openat(dir, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY));
-  struct stat st {};
   if (!fd || ::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) return Error{"is missing"};
   if (static_cast<std::size_t>(st.st_size) > max) return Error{"is too large"};
   std::string text(static_cast<std::size_t>(st.st_size), '\0');
@@ -182,8 +183,19 @@ std::optional<DistLease> DistStore::open(const std::string& sha256,
   if (::fstat(fd.get(), &held) != 0 || ::lstat(path.c_str(), &now) != 0 ||
       held.st_dev != now.st_dev || held.st_ino != now.st_ino)
     return std::nullopt;
-  auto text = read_at(fd.get(), "manifest.json", kMaxManifestBytes);
-  Expected<Dist> dist = text ? from_json(*text) : Expected<Dist>(Error{text.error()});
+  // Read once per manifest file, while it stays the same file.
+  std::shared_ptr<const Dist> dist;
+  struct stat mst {};
+  if (::fstatat(fd.get(), "manifest.json", &mst, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(mst.st_mode))
+    dist = ManifestCache::shared().find(mst);
+  if (!dist) {
+    auto text = read_at(fd.get(), "manifest.json", kMaxManifestBytes, mst);
+    Expected<Dist> parsed = text ? from_json(*text) : Expected<Dist>(Error{text.error()});
+    if (parsed) {
+      dist = std::make_shared<const Dist>(std::move(*parsed));
+      ManifestCache::shared().put(mst, dist);
+    }
+  }
   if (!dist || dist->sha256 != sha256) {
     fd.reset();
     (void)discard(store_, path, sha256.substr(0, 12));
@@ -191,7 +203,7 @@ std::optional<DistLease> DistStore::open(const std::string& sha256,
   }
   // Compiled for another interpreter version: kept for the builds of that one.
   if (dist->python != python) return std::nullopt;
-  return DistLease(std::move(fd), std::move(*dist));
+  return DistLease(std::move(fd), std::move(dist));
 }
 
 Expected<DistLease> DistStore::publish(const std::string& staged, const Dist& dist) const {
@@ -202,6 +214,11 @@ Expected<DistLease> DistStore::publish(const std::string& staged, const Dist& di
     return Error{w.error()};
   if (::chmod(manifest.c_str(), 0444) != 0)
     return Error{"cannot make " + manifest + " read-only: " + clsi::errno_text(errno)};
+  // What was just written is what the open() below reads: not parsed again
+  // (the move into place leaves the file as it is).
+  auto known = std::make_shared<const Dist>(dist);
+  if (struct stat mst{}; ::lstat(manifest.c_str(), &mst) == 0 && S_ISREG(mst.st_mode))
+    ManifestCache::shared().put(mst, known);
   if (::mkdir(dir().c_str(), 0755) != 0 && errno != EEXIST)
     return Error{"cannot create " + dir() + ": " + clsi::errno_text(errno)};
   const std::string target = dir(dist.sha256);
@@ -214,7 +231,7 @@ Expected<DistLease> DistStore::publish(const std::string& staged, const Dist& di
   const std::string& own = ::access(staged.c_str(), F_OK) == 0 ? staged : target;
   UniqueFd fd(::open(own.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
   if (!fd) return Error{"the distribution " + target + " vanished as it was stored"};
-  return DistLease(std::move(fd), dist, false);
+  return DistLease(std::move(fd), std::move(known), false);
 }
 
 bool DistStore::linked(const std::string& sha256) const {

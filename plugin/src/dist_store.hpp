@@ -15,6 +15,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -37,17 +38,19 @@ struct Dist {
 // long as this lives.
 class DistLease {
  public:
-  DistLease(UniqueFd dir, Dist dist, bool shared = true)
+  // `dist` is never null: what the manifest says, shared with the service's
+  // ManifestCache (manifest_cache.hpp).
+  DistLease(UniqueFd dir, std::shared_ptr<const Dist> dist, bool shared = true)
       : dir_(std::move(dir)), dist_(std::move(dist)), shared_(shared) {}
   [[nodiscard]] int dir_fd() const { return dir_.get(); }
-  [[nodiscard]] const Dist& dist() const { return dist_; }
+  [[nodiscard]] const Dist& dist() const { return *dist_; }
   // False: the build's own copy (the store holds this wheel compiled for
   // another interpreter version), shared with no other venv.
   [[nodiscard]] bool shared() const { return shared_; }
 
  private:
   UniqueFd dir_;
-  Dist dist_;
+  std::shared_ptr<const Dist> dist_;
   bool shared_ = true;
 };
 

@@ -11,11 +11,13 @@
 #include <catch2/catch.hpp>
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <string>
 
 #include "digest.hpp"
 #include "dist_store.hpp"
 #include "eviction.hpp"
+#include "manifest_cache.hpp"
 #include "store.hpp"
 #include "test_env.hpp"
 #include "venv_linker.hpp"
@@ -471,4 +473,69 @@ TEST_CASE("a RECORD the same in every venv is made once with the distribution an
   CHECK(stat_of(v3 + info + "RECORD").st_nlink == 1);
   CHECK(read(v3 + info + "RECORD") == expected);
   CHECK(read(v3 + info + "RECORD") == *shared_record(plain->dist(), true, l.site, "3.11"));
+}
+
+TEST_CASE("a manifest is parsed once while it is the same file, and checked again once it is not",
+          "[wheel][manifest-cache]") {
+  Linked l;
+  auto lease = l.publish(wheel("demo", "1.0", {{"demo/__init__.py", {"X = 1\n"}}}));
+  REQUIRE(lease);
+  const std::string sha = lease->dist().sha256;
+  // What publish wrote is what the next open gets, the very object: not read again.
+  auto a = l.dists.open(sha, "3.11");
+  auto b = l.dists.open(sha, "3.11");
+  REQUIRE(a);
+  REQUIRE(b);
+  CHECK(&a->dist() == &b->dist());
+  CHECK(a->dist().contents.name == "demo");
+  a.reset();
+  b.reset();
+  lease.reset();
+
+  // Another file in its place (its inode, size and ctime change): read
+  // again, and what it says checked again; here it names a path outside the
+  // distribution, so the distribution is moved out of the way.
+  const std::string manifest = l.dists.dir(sha) + "/manifest.json";
+  std::string text = read(manifest);
+  const std::string from = "\"rel\":\"demo/__init__.py\"";
+  auto at = text.find(from);
+  REQUIRE(at != std::string::npos);
+  text.replace(at, from.size(), "\"rel\":\"../../../etc/x.py\"");
+  ::chmod(l.dists.dir(sha).c_str(), 0755);
+  REQUIRE(::unlink(manifest.c_str()) == 0);
+  testenv::write_file(manifest, text);
+  CHECK_FALSE(l.dists.open(sha, "3.11"));
+  CHECK_FALSE(testenv::exists(l.dists.dir(sha)));
+}
+
+TEST_CASE("the manifest cache keeps at most its files, least recently used out first",
+          "[wheel][manifest-cache]") {
+  testenv::TempDir tmp;
+  auto dist_of = [](std::size_t files) {
+    auto d = std::make_shared<Dist>();
+    d->contents.files.resize(files);
+    return std::shared_ptr<const Dist>(d);
+  };
+  auto stat_at = [&](const std::string& name) {
+    testenv::write_file(tmp / name, name);
+    return stat_of(tmp / name);
+  };
+  ManifestCache cache(100);
+  auto s1 = stat_at("one");
+  auto s2 = stat_at("two");
+  auto s3 = stat_at("three");
+  cache.put(s1, dist_of(39));  // 40 with the manifest itself
+  cache.put(s2, dist_of(39));
+  CHECK(cache.files() == 80);
+  CHECK(cache.find(s1));  // one is now the more recently used
+  cache.put(s3, dist_of(39));
+  CHECK(cache.find(s1));
+  CHECK_FALSE(cache.find(s2));
+  CHECK(cache.find(s3));
+  CHECK(cache.files() == 80);
+  cache.put(stat_at("huge"), dist_of(100));  // more than the whole cache: not kept
+  CHECK(cache.entries() == 2);
+  // The same path, another file: not what was kept.
+  testenv::write_file(tmp / "one", "other bytes");
+  CHECK_FALSE(cache.find(stat_of(tmp / "one")));
 }
