@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """Serve a package index directory on loopback and log every request.
 
-  serve_index.py DIR [--port-file F] [--log F] [--delay-ms N] [--cache-headers]
+  serve_index.py DIR [--port-file F] [--log F] [--agents F] [--delay-ms N] [--cache-headers]
 
 Binds 127.0.0.1 on a free port, writes the port to --port-file once it
-listens, appends "METHOD PATH" lines to --log. --delay-ms slows every
+listens, appends "METHOD PATH" lines to --log and each request's User-Agent
+header to --agents. --delay-ms slows every
 response (a slow mirror). --cache-headers sends the Cache-Control headers PyPI
 sends (files: immutable; index pages: 10 minutes), without which pip's HTTP
 cache keeps nothing. Stops on SIGTERM or SIGINT.
@@ -23,6 +24,7 @@ def main():
     ap.add_argument("dir")
     ap.add_argument("--port-file")
     ap.add_argument("--log")
+    ap.add_argument("--agents")
     ap.add_argument("--delay-ms", type=int, default=0)
     ap.add_argument("--cache-headers", action="store_true")
     args = ap.parse_args()
@@ -35,6 +37,9 @@ def main():
             if args.log:
                 with open(args.log, "a") as f:
                     f.write("%s %s\n" % (self.command, self.path))
+            if args.agents:
+                with open(args.agents, "a") as f:
+                    f.write("%s\n" % self.headers.get("User-Agent", ""))
             if args.delay_ms:
                 time.sleep(args.delay_ms / 1000.0)
             return super().send_head()

@@ -213,7 +213,7 @@ BuildResult Installer::build(const BuildRequest& req, const LineSink& log,
   // only_binary, only wheels) can fill it.
   auto pip_command = [&](const std::vector<std::string>& extra, const std::string& file,
                          const char* verb = "install",
-                         const std::vector<std::string>& launcher = {"-m", "pip"}) {
+                         const std::vector<std::string>& launcher = pip_launcher()) {
     SpawnOptions pip = base;
     pip.executable = venv + "/bin/python3";
     pip.args = {"-I"};
@@ -438,9 +438,9 @@ BuildResult Installer::build(const BuildRequest& req, const LineSink& log,
         if (auto w = write_file_atomically(pinned, pinned_requirements(remote)); !w)
           return fail_service(w.error());
         PipOutput downloading;
-        r = runner_(
-            pip_command({"--no-deps", "--require-hashes", "--dest", wheels}, pinned, "download"),
-            req.deadline, pip_sink(downloading), tick);
+        r = runner_(pip_command({"--no-deps", "--require-hashes", "--dest", wheels}, pinned,
+                                "download", pip_launcher()),
+                    req.deadline, pip_sink(downloading), tick);
         if (!r.ok()) return pip_failed("downloading the wheels", r, downloading);
       }
       phase = "unpacking and byte-compiling";
@@ -479,7 +479,8 @@ BuildResult Installer::build(const BuildRequest& req, const LineSink& log,
     tell(note("installing the requirements"));
     std::vector<std::string> extra;
     if (config_.require_hashes) extra.emplace_back("--require-hashes");
-    r = runner_(pip_command(extra, req_file), req.deadline, pip_sink(installing), watch_size);
+    r = runner_(pip_command(extra, req_file, "install", pip_launcher()), req.deadline,
+                pip_sink(installing), watch_size);
     if (!r.ok()) return pip_failed("pip install", r, installing);
   }
 

@@ -1,5 +1,5 @@
 // How the service starts pip for its one resolve (installer.cpp, step 2a):
-// pip itself, through a few lines of Python that spare it one piece of work.
+// pip itself, through a few lines of Python that spare it two pieces of work.
 //
 // pip's `install --dry-run` reads every chosen wheel whole to check it
 // against the index's sha256: for a 230 MB wheel that is most of the
@@ -9,8 +9,12 @@
 // these bytes. pip still reads the wheel's METADATA to resolve, and the
 // installer checks that the store's distribution has the name and version
 // the resolve chose (dist_install.cpp). Any other wheel is checked as pip
-// always does. If pip's internals ever lack what the shim wraps, pip runs
-// unchanged.
+// always does.
+//
+// pip's User-Agent costs every resolve 0.1-0.25 s (lsb_release, a scan of
+// the installed distributions, rustc): the shim sends pip's version, the
+// interpreter and the platform, in pip's format, without them (the .cpp).
+// If pip's internals ever lack what the shim wraps, pip runs unchanged.
 #pragma once
 
 #include <string>
@@ -21,6 +25,10 @@ namespace clsi::venv {
 // The interpreter arguments that take the place of `-m pip`: `-c CODE DISTS`.
 // The code removes DISTS from sys.argv before pip reads its own.
 std::vector<std::string> pip_resolve_launcher(const std::string& dists_dir);
+
+// The same for pip's other runs (download, and the install of a pip too old
+// to resolve first): only the User-Agent.
+std::vector<std::string> pip_launcher();
 
 // The line the shim writes to pip's stderr when it spared any check (the
 // build log's): its start, for tests and for the operator's grep.

@@ -1096,8 +1096,7 @@ TEST_CASE("corruption: random kills and corruptions; after each step the invaria
       if (s.kill == Step::kPip && due) {
         bool hit = false;
         for (const auto& p : live_processes())
-          if (p.cmdline.find(w.venvs + "/envs/") != std::string::npos &&
-              p.cmdline.find(" -m pip ") != std::string::npos)
+          if (p.cmdline.find(w.venvs + "/envs/") != std::string::npos && testenv::is_pip(p.pid))
             hit = ::kill(p.pid, SIGKILL) == 0 || hit;
         if (hit) {
           done += " [killed]";

@@ -623,3 +623,26 @@ TEST_CASE(
     CHECK_THAT(r.log, Contains("RENDER ran"));
   }
 }
+
+TEST_CASE(
+    "hostile: the index is told pip's version and the platform, not what else the build host has",
+    "[hostile][agent]") {
+  Hostile h;
+  auto dir = h.w.project("alpha\n");
+  auto r = compile(h.w, dir, "import alpha; print('RENDER', alpha.MESSAGE)");
+  INFO(r.log);
+  REQUIRE(r.status == 0);
+  CHECK_THAT(r.log, Contains("RENDER alpha"));
+  auto agents = h.good.agents();
+  REQUIRE_FALSE(agents.empty());
+  for (const auto& a : agents) {
+    INFO("User-Agent: " << a);
+    CHECK(a.rfind("pip/", 0) == 0);
+    CHECK_THAT(a, Contains("\"installer\":{\"name\":\"pip\""));
+    CHECK_THAT(a, Contains("\"python\":\""));
+    // pip's own would name the distribution (from lsb_release) and, where
+    // they are installed, setuptools' and rustc's versions.
+    CHECK_THAT(
+        a, !Contains("distro") && !Contains("setuptools_version") && !Contains("rustc_version"));
+  }
+}

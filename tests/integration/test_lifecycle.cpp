@@ -345,12 +345,10 @@ TEST_CASE("pip killed from outside (as the OOM killer does) is not remembered",
   std::thread compile([&] { first = w.compile(dir, true, "print('RENDER ran')"); });
   std::vector<int> pips;
   for (int i = 0; i < 400 && pips.empty(); ++i) {
-    // pip itself ("-m pip"), not `python -m venv --without-pip`, which may be
-    // exiting as it is found (a kill that then hits nothing).
+    // pip itself, not `python -m venv --without-pip`, which may be exiting
+    // as it is found (a kill that then hits nothing).
     for (int pid : testenv::processes_mentioning(w.venvs + "/envs/"))
-      if (testenv::read_file("/proc/" + std::to_string(pid) + "/cmdline")
-              .find(std::string("-m\0pip\0", 7)) != std::string::npos)
-        pips.push_back(pid);
+      if (testenv::is_pip(pid)) pips.push_back(pid);
     std::this_thread::sleep_for(std::chrono::milliseconds(25));
   }
   REQUIRE_FALSE(pips.empty());

@@ -159,4 +159,12 @@ inline std::vector<int> processes_mentioning(const std::string& needle) {
   return out;
 }
 
+// Whether process `pid` is pip: `python -m pip ...`, or pip started through
+// the service's shim (plugin/src/pip_resolve_shim.hpp); not `python -m venv`.
+inline bool is_pip(int pid) {
+  const std::string cmdline = read_file("/proc/" + std::to_string(pid) + "/cmdline");
+  return cmdline.find(std::string("-m\0pip\0", 7)) != std::string::npos ||
+         cmdline.find("from pip._internal.cli.main import main") != std::string::npos;
+}
+
 }  // namespace testenv

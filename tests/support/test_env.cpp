@@ -144,6 +144,7 @@ void make_index(const std::string& dir, const std::string& json_spec) {
 
 IndexServer::IndexServer(const std::string& dir, int delay_ms) {
   log_ = dir + ".requests.log";
+  agents_ = dir + ".agents.log";
   std::string port_file = dir + ".port";
   ::unlink(port_file.c_str());
   clsi::SpawnOptions o;
@@ -154,6 +155,8 @@ IndexServer::IndexServer(const std::string& dir, int delay_ms) {
             port_file,
             "--log",
             log_,
+            "--agents",
+            agents_,
             "--delay-ms",
             std::to_string(delay_ms)};
   for (char** e = environ; *e; ++e)
@@ -178,8 +181,16 @@ std::string IndexServer::url() const {
 }
 
 std::vector<std::string> IndexServer::requests() const {
+  return lines_of(log_);
+}
+
+std::vector<std::string> IndexServer::agents() const {
+  return lines_of(agents_);
+}
+
+std::vector<std::string> IndexServer::lines_of(const std::string& path) {
   std::vector<std::string> out;
-  std::stringstream ss(read_file(log_));
+  std::stringstream ss(read_file(path));
   std::string line;
   while (std::getline(ss, line))
     out.push_back(line);

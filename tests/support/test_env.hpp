@@ -66,12 +66,15 @@ class IndexServer {
   ~IndexServer();
   IndexServer(const IndexServer&) = delete;
   IndexServer& operator=(const IndexServer&) = delete;
-  [[nodiscard]] std::string url() const;  // http://127.0.0.1:PORT/simple/
-  [[nodiscard]] std::vector<std::string> requests() const;
+  [[nodiscard]] std::string url() const;                    // http://127.0.0.1:PORT/simple/
+  [[nodiscard]] std::vector<std::string> requests() const;  // "GET /simple/alpha/"
+  [[nodiscard]] std::vector<std::string> agents() const;    // each request's User-Agent
 
  private:
+  static std::vector<std::string> lines_of(const std::string& path);
   std::optional<clsi::Child> child_;
   std::string log_;
+  std::string agents_;
   int port_ = 0;
 };
 
