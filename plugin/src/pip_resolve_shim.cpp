@@ -57,12 +57,33 @@ try:
     _session.user_agent = _user_agent
 except Exception:
     pass
+try:
+    from pip._internal.metadata import select_backend
+    _dist_class = select_backend().Distribution
+    _from_wheel = _dist_class.from_wheel.__func__
+    _read = {}
+    def from_wheel(cls, wheel, name):
+        try:
+            st = os.stat(wheel.location)
+            key = (cls, wheel.location, name, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        except Exception:
+            return _from_wheel(cls, wheel, name)
+        if key not in _read:
+            _read[key] = _from_wheel(cls, wheel, name)
+        return _read[key]
+    _dist_class.from_wheel = classmethod(from_wheel)
+except Exception:
+    pass
 from pip._internal.cli.main import main
 code = main()
 if spared:
     print("%s: %d wheel(s) whose sha256 the store holds" % (PREFIX, len(set(spared))),
           file=sys.stderr)
-sys.exit(code)
+import logging
+logging.shutdown()
+sys.stdout.flush()
+sys.stderr.flush()
+os._exit(code if isinstance(code, int) else 1)
 )PY";
 
 }  // namespace

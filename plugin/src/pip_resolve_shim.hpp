@@ -14,6 +14,12 @@
 // pip's User-Agent costs every resolve 0.1-0.25 s (lsb_release, a scan of
 // the installed distributions, rustc): the shim sends pip's version, the
 // interpreter and the platform, in pip's format, without them (the .cpp).
+// pip also reads a wheel's metadata from the archive three times in one
+// resolve (a heavy wheel's central directory is 17,000 entries: 70-110 ms
+// each): the shim keeps what it read once for as long as the file is the same
+// (device, inode, size, mtime). And pip exits without tearing the interpreter
+// down (0.15 s after a heavy wheel), its output flushed and its report
+// already closed.
 // If pip's internals ever lack what the shim wraps, pip runs unchanged.
 #pragma once
 
