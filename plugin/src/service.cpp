@@ -595,12 +595,7 @@ void BuildService::worker() {
     } else {
       result = build(*job);
     }
-    // Eviction runs once the key's lock is released, before the waiting
-    // compiles are told, so they find the store within its budget.
-    if (!stopping() && result.ok) {
-      std::lock_guard gc(gc_mu_);
-      counted_gc(evict_after_build(config_, store_, {job->key}, gc_log, &sizes_));
-    }
+    const bool built = result.ok;
     {
       std::lock_guard lock(mu_);  // waiters read result once finished is set
       job->result = std::move(result);
@@ -609,6 +604,16 @@ void BuildService::worker() {
       jobs_.erase(job->key);
     }
     cv_.notify_all();
+    // Then eviction, once the key's lock is released and the waiting
+    // compiles are told: they do not wait for store-wide work (a walk of
+    // every venv, in a service that has just started). The venv just built
+    // is kept; one a compile uses is leased. This worker takes the next build
+    // only after it, so the store is over its budget by at most what the
+    // builds in flight add, as it is during any build.
+    if (!stopping() && built) {
+      std::lock_guard gc(gc_mu_);
+      counted_gc(evict_after_build(config_, store_, {job->key}, gc_log, &sizes_));
+    }
   }
 }
 

@@ -337,8 +337,9 @@ print(ask(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"))
   }
 }
 
-TEST_CASE("operations: the whole store stays within its budget over many distinct builds",
-          "[operations][budget]") {
+TEST_CASE(
+    "operations: the whole store is back within its budget after each of many distinct builds",
+    "[operations][budget]") {
   // Distinct packages with incompressible payloads, served over HTTP with
   // PyPI's cache headers, so pip's download cache fills as in production.
   std::string spec = "[";
@@ -386,7 +387,9 @@ TEST_CASE("operations: the whole store stays within its budget over many distinc
       auto failed = w.compile(w.project("no-such-" + name + "\n"), true, "print(1)");
       CHECK_THAT(failed, Contains("could not be built"));
     }
-    const auto total = du_bytes(w.venvs);
+    // The service evicts once the compile has its answer.
+    std::int64_t total = 0;
+    testenv::eventually([&] { return (total = du_bytes(w.venvs)) <= budget; });
     most = std::max(most, total);
     most_cache = std::max(most_cache, du_bytes(w.venvs + "/cache/pip"));
     INFO("after " << name << ": " << total << " bytes on disk");

@@ -4,8 +4,10 @@
 
 #include <sys/stat.h>
 
+#include <chrono>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "test_env.hpp"
@@ -157,6 +159,18 @@ inline std::vector<int> processes_mentioning(const std::string& needle) {
     if (!zombie && cmd.find(needle) != std::string::npos) out.push_back(std::stoi(e));
   }
   return out;
+}
+
+// Polls `done` until it holds or `within` has passed; whether it held. For
+// what the service does once it has answered (its eviction after a build).
+template <class Done>
+bool eventually(Done done, std::chrono::milliseconds within = std::chrono::seconds(30)) {
+  const auto until = std::chrono::steady_clock::now() + within;
+  for (;;) {
+    if (done()) return true;
+    if (std::chrono::steady_clock::now() >= until) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
 }
 
 // Whether process `pid` is pip: `python -m pip ...`, or pip started through
