@@ -54,7 +54,7 @@ std::size_t ManifestCache::files() const {
 }
 
 ManifestCache& ManifestCache::shared() {
-  static ManifestCache cache(250000);
+  static ManifestCache cache(100000);
   return cache;
 }
 
