@@ -539,3 +539,28 @@ TEST_CASE("the manifest cache keeps at most its files, least recently used out f
   testenv::write_file(tmp / "one", "other bytes");
   CHECK_FALSE(cache.find(stat_of(tmp / "one")));
 }
+
+TEST_CASE("a distribution of thousands of files is linked on several threads, each file its own",
+          "[wheel][link]") {
+  Linked l;
+  std::map<std::string, Member> files;
+  for (int d = 0; d < 40; ++d)
+    for (int f = 0; f < 75; ++f)  // 3,000 files: over the threshold for threads
+      files["big/d" + std::to_string(d) + "/m" + std::to_string(f) + ".py"] = {
+          "X = " + std::to_string(d * 1000 + f) + "\n"};
+  auto lease = l.publish(wheel("big", "1.0", files));
+  const std::string dist = l.dists.dir(lease->dist().sha256);
+  VenvLinker linker(l.venv, l.site, "3.11");
+  REQUIRE(linker.add(*lease, true));
+  CHECK(linker.stats().linked >= 3000);
+  CHECK(linker.stats().copied == 0);
+  const std::string sp = l.venv + "/" + l.site;
+  for (int d = 0; d < 40; ++d) {
+    for (int f = 0; f < 75; ++f) {
+      const std::string rel = "big/d" + std::to_string(d) + "/m" + std::to_string(f) + ".py";
+      INFO(rel);
+      REQUIRE(stat_of(sp + "/" + rel).st_ino == stat_of(dist + "/lib/" + rel).st_ino);
+    }
+  }
+  CHECK_THAT(read(sp + "/big-1.0.dist-info/RECORD"), Catch::Contains("big/d39/m74.py,sha256="));
+}
