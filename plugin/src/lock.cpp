@@ -75,6 +75,7 @@ bool KeyLock::lock_until(Mode mode, std::chrono::steady_clock::time_point deadli
   auto pause = std::chrono::milliseconds(10);
   for (;;) {
     if (try_lock(mode)) return true;
+    if (stale_) return false;
     auto now = std::chrono::steady_clock::now();
     if (now >= deadline) return false;
     std::this_thread::sleep_for(

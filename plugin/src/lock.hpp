@@ -32,7 +32,8 @@ class KeyLock {
   // False when held by another in a conflicting mode, or when the file was
   // deleted or replaced since it was opened (then stale()).
   bool try_lock(Mode mode);
-  // Polls until `deadline`; false when it passed.
+  // Polls until `deadline` (one try when it has passed); false then, or at
+  // once when the file is stale (waiting would not help).
   bool lock_until(Mode mode, std::chrono::steady_clock::time_point deadline);
   void unlock();
   [[nodiscard]] bool held() const { return held_; }

@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <filesystem>
@@ -102,6 +103,17 @@ BuildService::~BuildService() {
 
 Expected<bool> BuildService::start() {
   ::umask(022);
+  // libzip turns each entry's DOS time into a time_t with mktime(), which
+  // reads TZ again and, with TZ unset, frees and duplicates glibc's copy of
+  // its name on every call: from two workers unpacking at once, a race under
+  // glibc's own lock that ThreadSanitizer cannot see, and reports. TZ set to
+  // what unset means (glibc's default, /etc/localtime) makes those calls
+  // read only. Before any thread of the service starts.
+  // NOLINTNEXTLINE(concurrency-mt-unsafe): no thread yet
+  if (std::getenv("TZ") == nullptr) {
+    (void)::setenv("TZ", ":/etc/localtime", 0);  // NOLINT(concurrency-mt-unsafe): no thread yet
+  }
+  ::tzset();
   const uid_t me = ::geteuid();
   struct stat st {};
   if (::lstat(store_.root().c_str(), &st) == 0 && !S_ISDIR(st.st_mode))
@@ -607,7 +619,9 @@ void BuildService::worker() {
     // Then eviction, once the key's lock is released and the waiting
     // compiles are told: they do not wait for store-wide work (a walk of
     // every venv, in a service that has just started). The venv just built
-    // is kept; one a compile uses is leased. This worker takes the next build
+    // is kept; one a compile uses is leased (a compile told `ready` waits out
+    // the pass's probe of its key's lock for its lease: VenvPlugin::
+    // ask_service). This worker takes the next build
     // only after it, so the store is over its budget by at most what the
     // builds in flight add, as it is during any build.
     if (!stopping() && built) {

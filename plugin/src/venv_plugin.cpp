@@ -20,6 +20,9 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using protocol::Outcome;
 
+// How long a compile told that its venv is ready waits for its lease.
+constexpr auto kLeaseWait = std::chrono::seconds(5);
+
 // Everything this plugin writes to output.log goes through here: its own
 // words, the service's progress (pip's output among it), remembered reasons.
 void say(const CompileContext& ctx, std::string_view text) {
@@ -295,7 +298,8 @@ std::optional<std::string> VenvPlugin::local_key(const Want& want, std::string& 
 // A shared lease on want.key's venv when the store's owner marked it
 // complete for exactly these requirements, nobody else can have changed the
 // record or the venv, and its interpreter still is the base interpreter.
-std::optional<KeyLock> VenvPlugin::lease_if_usable(const Want& want, std::string& why_not) const {
+std::optional<KeyLock> VenvPlugin::lease_if_usable(const Want& want, std::string& why_not,
+                                                   Clock::time_point wait_until) const {
   auto owner = store_owner(store_.root());
   if (!owner) {
     why_not = owner.error();
@@ -306,8 +310,8 @@ std::optional<KeyLock> VenvPlugin::lease_if_usable(const Want& want, std::string
     why_not = "not built yet";
     return std::nullopt;
   }
-  if (!lease->try_lock(KeyLock::Mode::kShared)) {
-    why_not = "being built or removed";
+  if (!lease->lock_until(KeyLock::Mode::kShared, wait_until)) {
+    why_not = lease->stale() ? "removed" : "being built or removed";
     return std::nullopt;
   }
   std::vector<std::string> asked;
@@ -382,8 +386,14 @@ clsi_status VenvPlugin::ask_service(CompileContext& ctx, Want& want, void** comp
     return fall_back(ctx, compile_ptr, Outcome::kBuildFailed,
                      "environment " + want.id + " could not be built: " + answer.reason, want.key);
   }
+  // The service holds a key's lock exclusively for moments after a build
+  // too: another request for the key checks the venv under it, and an
+  // eviction pass probes every key's lock. A lease is waited for a while,
+  // so that a compile told `ready` is not refused the venv for those.
+  step("ready");
   std::string why_not;
-  if (auto lease = lease_if_usable(want, why_not)) {
+  if (auto lease = lease_if_usable(want, why_not,
+                                   std::min(want.compile_deadline, Clock::now() + kLeaseWait))) {
     say(ctx, note("environment " + want.id + " is ready"));
     return inject(ctx, want, std::move(*lease), false, compile_ptr);
   }

@@ -5,11 +5,15 @@
 #include <cstddef>
 
 #include <atomic>
+#include <chrono>
+#include <filesystem>
 #include <map>
 #include <new>
+#include <optional>
 #include <thread>
 
 #include "fake_host.hpp"
+#include "lock.hpp"
 #include "service.hpp"
 #include "test_env.hpp"
 #include "venv_plugin.hpp"
@@ -456,4 +460,94 @@ TEST_CASE("plugin: many compiles of one instance at once, on threads", "[plugin]
   CHECK(python_of_set.size() == sets.size());
   CHECK(testenv::count_occurrences(testenv::read_file(w.venvs + "/events.log"), " build ") ==
         static_cast<int>(sets.size()));
+}
+
+// After a build, before the waiting compile takes its lease, someone else
+// may hold the key's lock exclusively for a moment (in the service: a second
+// request for the key checking the venv under it, an eviction pass probing
+// every key): the compile waits for its lease, and is not refused the venv.
+TEST_CASE("plugin: a compile told its venv is ready waits out a brief exclusive hold of its lock",
+          "[plugin][concurrency]") {
+  PluginWorld w;
+  testenv::make_index(w.tmp / "idx", R"([
+    {"name": "gamma", "version": "0.3", "files": {"gamma/__init__.py": "X = 1\n"}}])");
+  testenv::write_plugin_yaml(w.config, {"enabled: true", "venvs_dir: " + w.venvs,
+                                        "index_url: file://" + w.tmp / "idx/simple/",
+                                        "service:", "  socket: " + w.tmp / "sock"});
+  testenv::write_file(w.dir + "/requirements.txt", "gamma\n");
+  auto config = clsi::venv::load_config(w.config.c_str(), [](const char*) { return nullptr; });
+  REQUIRE(config.ok());
+  auto seams = clsi::venv::Seams::production();
+  clsi::venv::BuildService service(*config, seams.runner, [](std::string_view) {});
+  REQUIRE(service.start().ok());
+  std::thread serving([&] { service.run(); });
+  struct Stop {
+    clsi::venv::BuildService& s;
+    std::thread& t;
+    ~Stop() {
+      s.request_stop();
+      t.join();
+    }
+  } stop{service, serving};
+
+  // Once the service has said `ready`: the key's lock, exclusively, for
+  // half a second, on another thread.
+  std::optional<std::thread> holder;
+  std::atomic<bool> held{false};
+  std::atomic<bool> released{false};
+  seams.step = [&](const char* step) {
+    if (std::string_view(step) != "ready") return;
+    std::string path;
+    for (const auto& e : std::filesystem::directory_iterator(w.venvs + "/locks"))
+      if (e.path().extension() == ".lock") path = e.path();
+    auto lock = clsi::venv::KeyLock::open(path, false);
+    if (!lock || !lock->lock_until(clsi::venv::KeyLock::Mode::kExclusive,
+                                   std::chrono::steady_clock::now() + std::chrono::seconds(10)))
+      return;
+    held = true;
+    holder.emplace([&released, l = std::move(*lock)]() mutable {
+      std::this_thread::sleep_for(std::chrono::milliseconds(500));
+      released = true;
+      l.unlock();
+    });
+  };
+  std::vector<std::string> output;
+  std::map<std::string, std::string> env;
+  struct Sinks {
+    std::vector<std::string>* out;
+    std::map<std::string, std::string>* env;
+  } sinks{&output, &env};
+  clsi_host_callbacks_v1 cb{
+      sizeof(cb),
+      nullptr,
+      [](void*, clsi_log_level, const char*) {},
+      [](void* p, const char* n, const char* v) {
+        (*static_cast<Sinks*>(p)->env)[n] = v;
+        return 0;
+      },
+      [](void* p, const char* t, size_t n) { static_cast<Sinks*>(p)->out->emplace_back(t, n); },
+      nullptr,
+      nullptr,
+      nullptr,
+      nullptr};
+  clsi::HostServices host(&cb);
+  const char* const permissions[] = {CLSI_PERMISSION_PYTHON_INSTALL, nullptr};
+  clsi_compile_v1 facts{sizeof(facts), &sinks, "p", "u", w.dir.c_str(), 1, -1, "c1", permissions};
+  clsi::venv::VenvPlugin plugin(*config, host, seams);
+  clsi::CompileContext ctx(host, &facts);
+  void* state = nullptr;
+  const auto status = plugin.pre_compile(ctx, &state);
+  const bool released_before_lease = released.load();
+  clsi_compile_result_v1 result{sizeof(result), 0, 0, 0};
+  plugin.post_compile(ctx, state, result);
+  if (holder) holder->join();
+  std::string all;
+  for (const auto& l : output)
+    all += l;
+  INFO(all);
+  REQUIRE(held);
+  CHECK(released_before_lease);  // the compile's shared lease came after the hold
+  REQUIRE(status == CLSI_STATUS_OK);
+  CHECK_THAT(all, Contains("is ready"));
+  CHECK_THAT(env["QUARTO_PYTHON"], Contains(w.venvs + "/envs/"));
 }
