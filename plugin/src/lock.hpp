@@ -8,7 +8,8 @@
 // holds it exclusive. Eviction deletes the lock file of a key that is gone,
 // and only while it holds the file's exclusive lock; so whoever takes the
 // lock checks, once it has it, that the path still names the file it locked
-// (try_lock fails and stale() is true otherwise: open the path again).
+// (try_lock and lock_until fail and stale() is true otherwise: open the path
+// again).
 #pragma once
 
 #include <chrono>

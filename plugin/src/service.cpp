@@ -619,11 +619,11 @@ void BuildService::worker() {
     // Then eviction, once the key's lock is released and the waiting
     // compiles are told: they do not wait for store-wide work (a walk of
     // every venv, in a service that has just started). The venv just built
-    // is kept; one a compile uses is leased (a compile told `ready` waits out
-    // the pass's probe of its key's lock for its lease: VenvPlugin::
-    // ask_service). This worker takes the next build
-    // only after it, so the store is over its budget by at most what the
-    // builds in flight add, as it is during any build.
+    // is kept; one a compile uses is leased (a compile told `ready` waits a
+    // moment for its lease when the pass holds its key's lock:
+    // VenvPlugin::ask_service). This worker takes the next build only after
+    // it, so the store is over its budget by at most what the builds in
+    // flight add, as it is during any build.
     if (!stopping() && built) {
       std::lock_guard gc(gc_mu_);
       counted_gc(evict_after_build(config_, store_, {job->key}, gc_log, &sizes_));

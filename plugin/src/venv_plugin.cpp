@@ -2,7 +2,10 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cstdlib>
+#include <functional>
 #include <stdexcept>
 
 #include "kernelspec.hpp"
@@ -20,8 +23,10 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using protocol::Outcome;
 
-// How long a compile told that its venv is ready waits for its lease.
+// How long a compile told that its venv is ready waits for its lease, and
+// how often it looks whether it was cancelled meanwhile.
 constexpr auto kLeaseWait = std::chrono::seconds(5);
+constexpr auto kLeasePoll = std::chrono::milliseconds(250);
 
 // Everything this plugin writes to output.log goes through here: its own
 // words, the service's progress (pip's output among it), remembered reasons.
@@ -299,20 +304,31 @@ std::optional<std::string> VenvPlugin::local_key(const Want& want, std::string& 
 // complete for exactly these requirements, nobody else can have changed the
 // record or the venv, and its interpreter still is the base interpreter.
 std::optional<KeyLock> VenvPlugin::lease_if_usable(const Want& want, std::string& why_not,
-                                                   Clock::time_point wait_until) const {
+                                                   Clock::time_point wait_until,
+                                                   const std::function<bool()>& cancelled) const {
   auto owner = store_owner(store_.root());
   if (!owner) {
     why_not = owner.error();
     return std::nullopt;
   }
-  auto lease = KeyLock::open_for_lease(store_.lock_path(want.key));
-  if (!lease) {
-    why_not = "not built yet";
-    return std::nullopt;
-  }
-  if (!lease->lock_until(KeyLock::Mode::kShared, wait_until)) {
-    why_not = lease->stale() ? "removed" : "being built or removed";
-    return std::nullopt;
+  // One try by default; up to wait_until otherwise, opening the lock file
+  // again when eviction replaced it meanwhile (whatever lease is taken, the
+  // venv is checked under it, below).
+  const std::string path = store_.lock_path(want.key);
+  auto lease = KeyLock::open_for_lease(path);
+  for (;;) {
+    if (!lease) {
+      why_not = "it is not in the store (not built, or evicted since)";
+      return std::nullopt;
+    }
+    if (lease->lock_until(KeyLock::Mode::kShared, std::min(wait_until, Clock::now() + kLeasePoll)))
+      break;
+    if (Clock::now() >= wait_until || (cancelled && cancelled())) {
+      why_not =
+          lease->stale() ? "it is not in the store (evicted since)" : "being built or removed";
+      return std::nullopt;
+    }
+    if (lease->stale()) lease = KeyLock::open_for_lease(path);
   }
   std::vector<std::string> asked;
   for (const auto& r : want.requirements)
@@ -386,14 +402,16 @@ clsi_status VenvPlugin::ask_service(CompileContext& ctx, Want& want, void** comp
     return fall_back(ctx, compile_ptr, Outcome::kBuildFailed,
                      "environment " + want.id + " could not be built: " + answer.reason, want.key);
   }
-  // The service holds a key's lock exclusively for moments after a build
-  // too: another request for the key checks the venv under it, and an
-  // eviction pass probes every key's lock. A lease is waited for a while,
-  // so that a compile told `ready` is not refused the venv for those.
+  // The service may hold the key's lock exclusively for a moment after the
+  // build: a second job queued for the key checks the venv under it, and an
+  // eviction pass that saw it unfinished looks again under it. The lease is
+  // waited for a while, so that a compile told `ready` is not refused the
+  // venv for that.
   step("ready");
   std::string why_not;
-  if (auto lease = lease_if_usable(want, why_not,
-                                   std::min(want.compile_deadline, Clock::now() + kLeaseWait))) {
+  if (auto lease =
+          lease_if_usable(want, why_not, std::min(want.compile_deadline, Clock::now() + kLeaseWait),
+                          [&] { return ctx.cancelled(); })) {
     say(ctx, note("environment " + want.id + " is ready"));
     return inject(ctx, want, std::move(*lease), false, compile_ptr);
   }

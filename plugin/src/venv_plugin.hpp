@@ -2,6 +2,7 @@
 // for different compiles. Everything hangs off the instance.
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -49,10 +50,11 @@ class VenvPlugin {
     if (seams_.step) seams_.step(name);
   }
   std::optional<std::string> local_key(const Want& want, std::string& why_not) const;
-  // `wait_until`: how long a conflicting lock is waited for (none by default).
-  std::optional<KeyLock> lease_if_usable(
-      const Want& want, std::string& why_not,
-      std::chrono::steady_clock::time_point wait_until = {}) const;
+  // `wait_until`: how long a conflicting lock is waited for (none by
+  // default), unless `cancelled` says so first.
+  std::optional<KeyLock> lease_if_usable(const Want& want, std::string& why_not,
+                                         std::chrono::steady_clock::time_point wait_until = {},
+                                         const std::function<bool()>& cancelled = {}) const;
   clsi_status ask_service(CompileContext& ctx, Want& want, void** compile_ptr);
   clsi_status inject(CompileContext& ctx, const Want& want, KeyLock held, bool hit,
                      void** compile_ptr);

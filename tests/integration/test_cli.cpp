@@ -333,7 +333,7 @@ TEST_CASE("cli: list --json and stats --json parse, with the documented fields",
   CHECK_THAT(absent.err, Contains(empty.tmp / "nowhere/envs") && Contains("No such file"));
 }
 
-TEST_CASE("cli: gc --json and remove --json parse; a failure is JSON too, and exits 1",
+TEST_CASE("cli: gc --json and remove --json parse, a failure is JSON too, and exits 1",
           "[cli][json]") {
   CliWorld w;
   w.add_complete(kKeyA, {"alpha==1.0"});

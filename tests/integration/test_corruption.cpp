@@ -999,7 +999,7 @@ std::uint64_t env_number(const char* name, std::uint64_t fallback) {
 
 }  // namespace
 
-TEST_CASE("corruption: random kills and corruptions; after each step the invariants hold",
+TEST_CASE("corruption: random kills and corruptions, after each step the invariants hold",
           "[corruption][random]") {
   const std::uint64_t seed = env_number("CLSI_CORRUPTION_SEED", std::random_device{}());
   const auto budget = std::chrono::seconds(env_number("CLSI_CORRUPTION_SECONDS", 60));

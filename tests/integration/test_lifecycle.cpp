@@ -73,15 +73,11 @@ TEST_CASE("gc with a budget removes exactly the least recently used venv", "[lif
   CHECK(testenv::list_dir(w.venvs + "/trash").empty());
 }
 
-TEST_CASE("venvs sharing a distribution hold it once; it goes with the last venv that links it",
+TEST_CASE("venvs sharing a distribution hold it once, it goes with the last venv that links it",
           "[lifecycle][gc][dists]") {
   VenvWorld w;
   w.configure();
-  auto du = [&] {
-    auto r = testenv::run({"du", "-sB1", w.venvs});
-    REQUIRE(r.status == 0);
-    return std::stoll(r.output);
-  };
+  auto du = [&] { return testenv::du_bytes(w.venvs); };
   w.compile(w.project("bulky\n"), true, "import bulky; print('RENDER', bulky.X)");
   const auto one = du();
   // Four more venvs with bulky's 3 MB, each adding a small package.

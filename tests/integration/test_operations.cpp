@@ -134,12 +134,6 @@ print(json.dumps(out))
   return s;
 }
 
-std::int64_t du_bytes(const std::string& path) {
-  auto r = testenv::run({"du", "-sB1", path});
-  REQUIRE(r.status == 0);
-  return std::stoll(r.output);
-}
-
 void set_last_used(const VenvWorld& w, const std::string& key, std::time_t when) {
   timespec times[2] = {{when, 0}, {when, 0}};
   REQUIRE(::utimensat(AT_FDCWD, (w.venvs + "/envs/" + key + ".complete").c_str(), times, 0) == 0);
@@ -264,7 +258,7 @@ TEST_CASE("operations: metrics over HTTP and as a textfile, read with Prometheus
   CHECK(s["clsi_venv_build_duration_seconds_sum"] > 0);
   // The whole store, as du sees it.
   const double store = s["clsi_venv_store_bytes"];
-  const auto du = static_cast<double>(du_bytes(w.venvs));
+  const auto du = static_cast<double>(testenv::du_bytes(w.venvs));
   CHECK(std::abs(store - du) <= 16 * 1024);
   CHECK(s["clsi_venv_store_part_bytes{part=\"envs\"}"] > 0);
   CHECK(s.count("clsi_venv_pip_cache_bytes") == 1);
@@ -389,9 +383,9 @@ TEST_CASE(
     }
     // The service evicts once the compile has its answer.
     std::int64_t total = 0;
-    testenv::eventually([&] { return (total = du_bytes(w.venvs)) <= budget; });
+    testenv::eventually([&] { return (total = testenv::du_bytes(w.venvs)) <= budget; });
     most = std::max(most, total);
-    most_cache = std::max(most_cache, du_bytes(w.venvs + "/cache/pip"));
+    most_cache = std::max(most_cache, testenv::du_bytes(w.venvs + "/cache/pip"));
     INFO("after " << name << ": " << total << " bytes on disk");
     CHECK(total <= budget);
   }
@@ -404,7 +398,7 @@ TEST_CASE(
   auto gc = testenv::run({kVenvsTool, "gc", "--config", w.config});
   INFO(gc.output);
   CHECK(gc.status == 0);
-  CHECK(du_bytes(w.venvs) <= budget);
+  CHECK(testenv::du_bytes(w.venvs) <= budget);
   const auto envs = w.env_dirs();
   const std::set<std::string> present(envs.begin(), envs.end());
   for (const auto& f : testenv::list_dir(w.venvs + "/logs"))
@@ -413,7 +407,7 @@ TEST_CASE(
     CHECK(present.count(f.substr(0, 64)));
   CHECK(testenv::list_dir(w.venvs + "/failures").empty());
   CHECK(testenv::read_file(w.venvs + "/events.log").size() < 64 * 1024);
-  CHECK(du_bytes(w.venvs + "/cache/pip") <= 1024 * 1024);
+  CHECK(testenv::du_bytes(w.venvs + "/cache/pip") <= 1024 * 1024);
   server->terminate(std::chrono::milliseconds(1000));
 }
 

@@ -256,7 +256,7 @@ TEST_CASE("runner: --run-as leaves the plugins in the runner as root and keeps t
 }
 
 TEST_CASE(
-    "runner: --run-as: the command cannot write a root-owned directory; output.log still works",
+    "runner: --run-as: the command cannot write a root-owned directory, output.log still works",
     "[run-as]") {
   SKIP_UNLESS_ROOT();
   TestUser user;

@@ -180,7 +180,7 @@ TEST_CASE("a command that does not exist exits 127 and post-compile still runs",
   CHECK(testenv::read_file(s.dir + "/post.marker") == "127 0\n");
 }
 
-TEST_CASE("runner: each plugin gets its own --plugin-config; an optional one may be missing",
+TEST_CASE("runner: each plugin gets its own --plugin-config, an optional one may be missing",
           "[runner][abi11]") {
   RunnerSetup s;
   testenv::write_file(s.tmp / "env.conf", "env\n");

@@ -208,7 +208,7 @@ TEST_CASE("service: refuses a store that others own or can write, saying how to 
   }
 }
 
-TEST_CASE("service: hits through a read-only mount; gc never removes a leased venv",
+TEST_CASE("service: hits through a read-only mount, gc never removes a leased venv",
           "[service][readonly]") {
   REQUIRE_ROOT();
   OwnedWorld o;
@@ -281,7 +281,7 @@ TEST_CASE("service: unavailable, a hit still works and a miss says it is a servi
   CHECK_THAT(miss, Contains("RENDER done"));
 }
 
-TEST_CASE("service: never more than max_parallel_builds at once; the queue is shown",
+TEST_CASE("service: never more than max_parallel_builds at once, the queue is shown",
           "[service][concurrency]") {
   VenvWorld w;
   testenv::IndexServer slow(w.index, 150);

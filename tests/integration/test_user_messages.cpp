@@ -332,7 +332,7 @@ TEST_CASE("the install takes exactly the resolved files: one changed since fails
   CHECK(testenv::list_dir(w.venvs + "/failures").empty());
 }
 
-TEST_CASE("the resolve does not hash again a wheel the store holds by its sha256; others it does",
+TEST_CASE("the resolve does not hash again a wheel the store holds by its sha256, others it does",
           "[user-messages][hash][held]") {
   VenvWorld w(kPackages);
   w.configure({});

@@ -118,6 +118,18 @@ std::vector<std::string> list_dir(const std::string& dir) {
   return out;
 }
 
+std::int64_t du_bytes(const std::string& path) {
+  CommandResult r;
+  for (int attempt = 0; attempt < 20; ++attempt) {
+    r = run({"du", "-sB1", path});
+    if (r.status == 0) return std::stoll(r.output);
+    if (r.output.find("No such file or directory") == std::string::npos) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  throw std::runtime_error("du -sB1 " + path + " failed (" + std::to_string(r.status) +
+                           "): " + r.output);
+}
+
 int count_occurrences(const std::string& haystack, const std::string& needle) {
   int n = 0;
   for (size_t pos = haystack.find(needle); pos != std::string::npos;

@@ -2,6 +2,7 @@
 // building package indexes and serving them on loopback.
 #pragma once
 
+#include <cstdint>
 #include <map>
 #include <optional>
 #include <string>
@@ -49,6 +50,11 @@ std::vector<std::string> list_tree(const std::string& dir);
 // Names of the entries directly in `dir`, sorted.
 std::vector<std::string> list_dir(const std::string& dir);
 int count_occurrences(const std::string& haystack, const std::string& needle);
+// Bytes `path` takes on disk as `du -sB1` counts them (each hard-linked file
+// once). A store the service is evicting from changes under du, which then
+// exits 1 naming an entry that vanished mid-walk: that is retried (a few
+// times), any other failure throws with du's output.
+std::int64_t du_bytes(const std::string& path);
 
 // Python used for the helper scripts (not the interpreter under test).
 std::string helper_python();

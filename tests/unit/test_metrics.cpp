@@ -10,7 +10,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <catch2/catch.hpp>
+#include <chrono>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -45,7 +47,7 @@ TEST_CASE("oplog: one JSON object per line, every field present", "[metrics][opl
   CHECK(j["reason"] == "service_unavailable");
 }
 
-TEST_CASE("metrics: counters round-trip through metrics.json; unknown labels are dropped",
+TEST_CASE("metrics: counters round-trip through metrics.json, unknown labels are dropped",
           "[metrics]") {
   metrics::Registry r;
   r.hit();
@@ -172,7 +174,7 @@ TEST_CASE("durations: 30d, 12h, 90m, 45s and plain seconds", "[metrics][gc]") {
   CHECK_FALSE(parse_duration("99999999999999999999d"));
 }
 
-TEST_CASE("store: a store that is not there cannot be measured; one that is, all of it",
+TEST_CASE("store: a store that is not there cannot be measured, one that is, all of it",
           "[metrics][store]") {
   testenv::TempDir tmp;
   CHECK_FALSE(measure_store(Store(tmp / "nothing")));
@@ -187,8 +189,7 @@ TEST_CASE("store: a store that is not there cannot be measured; one that is, all
   testenv::write_file(store.logs_dir() + "/" + std::string(64, 'a') + ".log", "log\n");
   auto u = measure_store(store);
   REQUIRE(u);
-  auto du = testenv::run({"du", "-sB1", store.root()});
-  CHECK(u->total_bytes == std::stoll(du.output));
+  CHECK(u->total_bytes == testenv::du_bytes(store.root()));
   CHECK(u->part_bytes["events"] >= 10000);
   CHECK(u->part_bytes["pip_cache"] >= 20000);
   CHECK(u->part_bytes["logs"] > 0);
@@ -211,4 +212,44 @@ TEST_CASE("locks: a lock file deleted under its lock is stale to whoever opened 
   REQUIRE(fresh);
   CHECK(fresh->try_lock(KeyLock::Mode::kExclusive));
   CHECK_FALSE(fresh->stale());
+}
+
+TEST_CASE(
+    "locks: lock_until tries once when its deadline has passed, waits for a release, and "
+    "gives up at once on a stale file",
+    "[metrics][locks]") {
+  using Clock = std::chrono::steady_clock;
+  testenv::TempDir tmp;
+  const std::string path = tmp / "k.lock";
+  auto builder = KeyLock::open(path, true);
+  auto lease = KeyLock::open_for_lease(path);
+  REQUIRE(builder);
+  REQUIRE(lease);
+  REQUIRE(builder->try_lock(KeyLock::Mode::kExclusive));
+  CHECK_FALSE(lease->lock_until(KeyLock::Mode::kShared, Clock::time_point{}));
+  CHECK_FALSE(lease->stale());
+
+  std::atomic<bool> released{false};
+  std::thread releaser([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    released = true;
+    builder->unlock();
+  });
+  CHECK(lease->lock_until(KeyLock::Mode::kShared, Clock::now() + std::chrono::seconds(30)));
+  releaser.join();
+  CHECK(released);
+  lease->unlock();
+
+  // Deleted under its exclusive lock: waiting longer would not help.
+  auto evictor = KeyLock::open(path, false);
+  auto early = KeyLock::open_for_lease(path);
+  REQUIRE(evictor);
+  REQUIRE(early);
+  REQUIRE(evictor->try_lock(KeyLock::Mode::kExclusive));
+  REQUIRE(::unlink(path.c_str()) == 0);
+  evictor->unlock();
+  const auto start = Clock::now();
+  CHECK_FALSE(early->lock_until(KeyLock::Mode::kShared, start + std::chrono::seconds(30)));
+  CHECK(early->stale());
+  CHECK(Clock::now() - start < std::chrono::seconds(10));
 }

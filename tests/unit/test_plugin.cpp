@@ -464,8 +464,9 @@ TEST_CASE("plugin: many compiles of one instance at once, on threads", "[plugin]
 
 // After a build, before the waiting compile takes its lease, someone else
 // may hold the key's lock exclusively for a moment (in the service: a second
-// request for the key checking the venv under it, an eviction pass probing
-// every key): the compile waits for its lease, and is not refused the venv.
+// job queued for the key checking the venv under it, an eviction pass that
+// saw it unfinished looking again): the compile waits for its lease, and is
+// not refused the venv.
 TEST_CASE("plugin: a compile told its venv is ready waits out a brief exclusive hold of its lock",
           "[plugin][concurrency]") {
   PluginWorld w;

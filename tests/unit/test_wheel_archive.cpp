@@ -381,7 +381,7 @@ TEST_CASE("a damaged manifest makes the distribution be made again, not trusted"
   CHECK_FALSE(testenv::exists(l.dists.dir(sha)));
 }
 
-TEST_CASE("the store's size counts a linked file once; a published distribution is walked once",
+TEST_CASE("the store's size counts a linked file once, a published distribution is walked once",
           "[wheel][dists][gc]") {
   Linked l;
   auto lease = l.publish(wheel("demo", "1.0", {{"demo/__init__.py", {std::string(100000, 'x')}}}));
@@ -392,7 +392,7 @@ TEST_CASE("the store's size counts a linked file once; a published distribution 
     VenvLinker linker(v, l.site, "3.11");
     REQUIRE(linker.add(*lease, false));
   }
-  auto du = [&] { return std::stoll(testenv::run({"du", "-sB1", l.store.root()}).output); };
+  auto du = [&] { return testenv::du_bytes(l.store.root()); };
   VenvSizeMemo memo;
   auto first = measure_store(l.store, &memo);
   REQUIRE(first);
