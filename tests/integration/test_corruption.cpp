@@ -1038,9 +1038,11 @@ TEST_CASE("corruption: random kills and corruptions, after each step the invaria
     // A kill needs a build to land in: a requirements set of its own (an
     // exclusion no version matches) makes a new key.
     if (s.kill == Step::kRunner || s.kill == Step::kPip || s.kill == Step::kService) {
+      // `gamma<1` takes it as a second specifier: `gamma<1,!=0.0.N`.
       const std::string first_line = s.requirements.substr(0, s.requirements.find('\n'));
-      s.requirements = first_line + "!=0.0." + std::to_string(steps) + "\n" +
-                       s.requirements.substr(first_line.size() + 1);
+      const bool has_specifier = first_line.find_first_of("<>=!~") != std::string::npos;
+      s.requirements = first_line + (has_specifier ? ",!=0.0." : "!=0.0.") + std::to_string(steps) +
+                       "\n" + s.requirements.substr(first_line.size() + 1);
     }
     // Corruptions hit the store at rest, before the compile: one during a
     // compile could change the venv it is about to use, which is no fault of
