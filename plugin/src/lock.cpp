@@ -71,13 +71,14 @@ bool KeyLock::try_lock(Mode mode) {
   return true;
 }
 
-bool KeyLock::lock_until(Mode mode, std::chrono::steady_clock::time_point deadline) {
+bool KeyLock::lock_until(Mode mode, std::chrono::steady_clock::time_point deadline,
+                         const std::function<bool()>& cancelled) {
   auto pause = std::chrono::milliseconds(10);
   for (;;) {
     if (try_lock(mode)) return true;
     if (stale_) return false;
     auto now = std::chrono::steady_clock::now();
-    if (now >= deadline) return false;
+    if (now >= deadline || (cancelled && cancelled())) return false;
     std::this_thread::sleep_for(
         std::min<std::chrono::steady_clock::duration>(pause, deadline - now));
     pause = std::min(pause * 2, std::chrono::milliseconds(250));

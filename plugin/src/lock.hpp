@@ -13,6 +13,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <string>
 
 #include "clsi/unique_fd.hpp"
@@ -33,9 +34,11 @@ class KeyLock {
   // False when held by another in a conflicting mode, or when the file was
   // deleted or replaced since it was opened (then stale()).
   bool try_lock(Mode mode);
-  // Polls until `deadline` (one try when it has passed); false then, or at
-  // once when the file is stale (waiting would not help).
-  bool lock_until(Mode mode, std::chrono::steady_clock::time_point deadline);
+  // Polls until `deadline` (one try when it has passed) or until `cancelled`
+  // says so; false then, or at once when the file is stale (waiting would
+  // not help).
+  bool lock_until(Mode mode, std::chrono::steady_clock::time_point deadline,
+                  const std::function<bool()>& cancelled = {});
   void unlock();
   [[nodiscard]] bool held() const { return held_; }
   [[nodiscard]] int fd() const { return fd_.get(); }

@@ -23,10 +23,8 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using protocol::Outcome;
 
-// How long a compile told that its venv is ready waits for its lease, and
-// how often it looks whether it was cancelled meanwhile.
+// How long a compile told that its venv is ready waits for its lease.
 constexpr auto kLeaseWait = std::chrono::seconds(5);
-constexpr auto kLeasePoll = std::chrono::milliseconds(250);
 
 // Everything this plugin writes to output.log goes through here: its own
 // words, the service's progress (pip's output among it), remembered reasons.
@@ -316,19 +314,17 @@ std::optional<KeyLock> VenvPlugin::lease_if_usable(const Want& want, std::string
   // venv is checked under it, below).
   const std::string path = store_.lock_path(want.key);
   auto lease = KeyLock::open_for_lease(path);
-  for (;;) {
-    if (!lease) {
-      why_not = "it is not in the store (not built, or evicted since)";
-      return std::nullopt;
-    }
-    if (lease->lock_until(KeyLock::Mode::kShared, std::min(wait_until, Clock::now() + kLeasePoll)))
-      break;
-    if (Clock::now() >= wait_until || (cancelled && cancelled())) {
+  while (lease && !lease->lock_until(KeyLock::Mode::kShared, wait_until, cancelled)) {
+    if (!lease->stale() || Clock::now() >= wait_until) {
       why_not =
           lease->stale() ? "it is not in the store (evicted since)" : "being built or removed";
       return std::nullopt;
     }
-    if (lease->stale()) lease = KeyLock::open_for_lease(path);
+    lease = KeyLock::open_for_lease(path);
+  }
+  if (!lease) {
+    why_not = "it is not in the store (not built, or evicted since)";
+    return std::nullopt;
   }
   std::vector<std::string> asked;
   for (const auto& r : want.requirements)
