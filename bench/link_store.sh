@@ -523,8 +523,13 @@ print("  extra disk (median KB): (a) %.0f KB = %.1f MB, (b) %.0f KB = %.1f MB; t
 print("  ratio extra disk (a) / seed's = %.3f; (b) / seed's = %.3f   (for scale; no target)"
       % (m["plugin-a-extra-kb"] / m["seed-extra-kb"], m["plugin-b-extra-kb"] / m["seed-extra-kb"]))
 EOF
-  say "  the (a) build's lines, timestamped:"
+  # a1 is the first build of a service started on (3)'s store: it reads the
+  # heavy distribution's manifest (dist_store.hpp); the later builds find it
+  # parsed (manifest_cache.hpp). The last (b) build is the target's case.
+  say "  the first (a) build's lines (the service's first build), timestamped:"
   phases "$D/stamped-a1"
+  say "  the last (b) build's lines, timestamped:"
+  phases "$D/stamped-b$N_SHARED"
 fi
 
 # ---------------------------------------------------------------------------

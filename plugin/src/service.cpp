@@ -556,6 +556,8 @@ void BuildService::serve_build(protocol::LineChannel& ch, const protocol::BuildR
     }
     bool finished = job->finished;
     Event result = job->result;
+    const std::size_t queued = queue_.size();
+    const bool started = job->started;
     lock.unlock();
     for (auto& l : fresh)
       if (!send(line_event(std::move(l)))) return;  // the compile went away; the build goes on
@@ -571,7 +573,14 @@ void BuildService::serve_build(protocol::LineChannel& ch, const protocol::BuildR
       return;
     }
     lock.lock();
-    cv_.wait_for(lock, kTick);
+    // What changed while the lines above were sent is not waited for: a
+    // notify_all() then found no one waiting (the last line, then the
+    // result, came 200 ms late to one compile in two). The tick is the
+    // backstop for what no notify tells (stopping()).
+    cv_.wait_for(lock, kTick, [&] {
+      return job->finished || job->lines.size() > cursor || job->started != started ||
+             queue_.size() != queued;
+    });
   }
 }
 
