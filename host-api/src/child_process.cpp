@@ -214,8 +214,8 @@ struct ContainedPlan {
   const char* exe;
   char* const* argv;
   char* const* envp;
-  const char* cwd;  // null: inherit
-  int devnull;
+  const char* cwd;    // null: inherit
+  int in;             // the program's stdin (/dev/null unless SpawnOptions::input_fd)
   int out;            // the program's stdout and stderr
   int out_pipe_read;  // the host's end of an output pipe, or -1
   int err_write;      // IsolationReport on a failure before exec
@@ -253,7 +253,7 @@ void close_all_but(const int* keep, std::size_t n) {
   if (int step = prepare_program(*p.inherit, p.isolate_network, p.run_as, true, supervisor);
       step != 0)
     report_and_exit(p.err_write, step);
-  if (::dup2(p.devnull, 0) < 0 || ::dup2(p.out, 1) < 0 || ::dup2(p.out, 2) < 0)
+  if (::dup2(p.in, 0) < 0 || ::dup2(p.out, 1) < 0 || ::dup2(p.out, 2) < 0)
     report_and_exit(p.err_write, 0);
   for (int fd = 0; fd < 3; ++fd)
     ::fcntl(fd, F_SETFD, 0);  // dup2 onto itself keeps close-on-exec
@@ -358,7 +358,7 @@ void reap_tree(pid_t self) {
   if (program == 0) exec_program(p, self);
   if (program < 0) report_and_exit(p.err_write, 0);
   ::close(p.err_write);
-  ::close(p.devnull);
+  ::close(p.in);
   if (p.out_pipe_read >= 0) ::close(p.out);  // so the host sees the end of output
 
   int exit_fd = static_cast<int>(::syscall(SYS_pidfd_open, program, 0));
@@ -465,7 +465,7 @@ std::optional<Child> Child::spawn_contained(const SpawnOptions& options, std::er
                      .argv = argv.data(),
                      .envp = envp.data(),
                      .cwd = options.cwd.empty() ? nullptr : options.cwd.c_str(),
-                     .devnull = devnull.get(),
+                     .in = options.input_fd >= 0 ? options.input_fd : devnull.get(),
                      .out = out,
                      .out_pipe_read = pipe_read.get(),
                      .err_write = err_write.get(),
@@ -551,6 +551,10 @@ std::optional<Child> Child::spawn(const SpawnOptions& options, std::error_code& 
     report_write.reset(p[1]);
   }
 
+  auto stdio = [&] {
+    return options.input_fd >= 0 ? bp::process_stdio{options.input_fd, out, out}
+                                 : bp::process_stdio{nullptr, out, out};
+  };
   boost::asio::io_context ctx;
   bp::posix::default_launcher launcher;
   launcher.env = envp.data();
@@ -565,11 +569,10 @@ std::optional<Child> Child::spawn(const SpawnOptions& options, std::error_code& 
   std::optional<bp::process> proc;
   if (options.cwd.empty()) {
     proc.emplace(launcher(ctx.get_executor(), bec, bp::filesystem::path(options.executable),
-                          options.args, bp::process_stdio{nullptr, out, out}, group));
+                          options.args, stdio(), group));
   } else {
     proc.emplace(launcher(ctx.get_executor(), bec, bp::filesystem::path(options.executable),
-                          options.args, bp::process_stdio{nullptr, out, out},
-                          bp::process_start_dir{options.cwd}, group));
+                          options.args, stdio(), bp::process_start_dir{options.cwd}, group));
   }
   if (bec) {
     // The launcher returns once the child has exec'd or failed, so a report
@@ -704,16 +707,22 @@ int Child::shell_status(int wait_status) {
 
 RunOutcome run_streaming(SpawnOptions options, Deadline deadline, const LineSink& on_line,
                          const PollHook& poll_hook, std::chrono::milliseconds grace) {
-  RunOutcome result;
   options.output_fd = -1;
   std::error_code ec;
   auto child = Child::spawn(options, ec);
   if (!child) {
+    RunOutcome result;
     result.spawn_failed = true;
     result.spawn_error = options.executable + ": " + ec.message();
     return result;
   }
+  return run_to_end(*child, deadline, on_line, poll_hook, grace);
+}
 
+RunOutcome run_to_end(Child& child_ref, Deadline deadline, const LineSink& on_line,
+                      const PollHook& poll_hook, std::chrono::milliseconds grace) {
+  RunOutcome result;
+  Child* child = &child_ref;
   std::string pending;
   auto flush_lines = [&](bool all) {
     std::size_t start = 0;

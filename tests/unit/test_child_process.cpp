@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "clsi/child_process.hpp"
 #include "test_env.hpp"
@@ -177,4 +178,39 @@ TEST_CASE("contained: destroying the Child kills the tree", "[child]") {
     REQUIRE(alive(escaped));
   }
   CHECK_FALSE(alive(escaped));
+}
+
+TEST_CASE("child: stdin from input_fd, then followed to the end by run_to_end", "[child]") {
+  for (bool contained : {false, true}) {
+    INFO("contain_tree " << contained);
+    int pair[2];
+    REQUIRE(::pipe2(pair, O_CLOEXEC) == 0);
+    clsi::SpawnOptions o = shell("read line; echo \"got: $line\"; exit 3");
+    o.output_fd = -1;  // a pipe, read by run_to_end
+    o.contain_tree = contained;
+    o.input_fd = pair[0];
+    std::error_code ec;
+    auto child = clsi::Child::spawn(o, ec);
+    ::close(pair[0]);
+    REQUIRE(child);
+    // Started first, told what to do later: what a pip started ahead is.
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    REQUIRE(::write(pair[1], "hello\n", 6) == 6);
+    ::close(pair[1]);
+    std::vector<std::string> lines;
+    auto r = clsi::run_to_end(*child, std::chrono::steady_clock::now() + std::chrono::seconds(20),
+                              [&](std::string_view l) { lines.emplace_back(l); });
+    CHECK_FALSE(r.timed_out);
+    CHECK(clsi::Child::shell_status(r.wait_status) == 3);
+    CHECK(lines == std::vector<std::string>{"got: hello"});
+  }
+  // Without input_fd, stdin is /dev/null.
+  std::vector<std::string> lines;
+  clsi::SpawnOptions o = shell("if read line; then echo read; else echo eof; fi");
+  o.output_fd = -1;
+  o.contain_tree = false;
+  auto r = clsi::run_streaming(o, std::chrono::steady_clock::now() + std::chrono::seconds(20),
+                               [&](std::string_view l) { lines.emplace_back(l); });
+  CHECK(r.ok());
+  CHECK(lines == std::vector<std::string>{"eof"});
 }

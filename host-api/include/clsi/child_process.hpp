@@ -38,6 +38,9 @@ struct SpawnOptions {
   std::string cwd;                // empty: inherit
   // Where stdout and stderr go. -1: a pipe the caller reads via output_fd().
   int output_fd = -1;
+  // What the program reads as stdin: a descriptor it gets as fd 0 (the caller
+  // keeps, and closes, its own). -1: /dev/null.
+  int input_fd = -1;
   // The child gets SIGKILL when the thread that spawned it exits
   // (PR_SET_PDEATHSIG). Leave on unless the child is deliberately detached.
   bool die_with_parent = true;
@@ -75,7 +78,8 @@ bool is_isolation_error(const std::error_code& ec);
 
 class Child {
  public:
-  // Starts the child as the leader of a new process group; stdin is /dev/null.
+  // Starts the child as the leader of a new process group; stdin is
+  // SpawnOptions::input_fd, by default /dev/null.
   static std::optional<Child> spawn(const SpawnOptions& options, std::error_code& ec);
 
   Child(Child&&) noexcept;
@@ -141,5 +145,12 @@ struct RunOutcome : RunResult {
 RunOutcome run_streaming(SpawnOptions options, Deadline deadline, const LineSink& on_line,
                          const PollHook& poll_hook = {},
                          std::chrono::milliseconds grace = std::chrono::milliseconds(2000));
+
+// The same for a child spawned earlier with an output pipe (output_fd -1):
+// its output from now on, until it exits or is stopped; it is reaped either
+// way (terminated first when it is still running).
+RunOutcome run_to_end(Child& child, Deadline deadline, const LineSink& on_line,
+                      const PollHook& poll_hook = {},
+                      std::chrono::milliseconds grace = std::chrono::milliseconds(2000));
 
 }  // namespace clsi
