@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <map>
 #include <string>
 
@@ -27,7 +28,13 @@ class DirMaker {
     int parent = open(slash == std::string::npos ? std::string() : rel.substr(0, slash), create);
     if (parent < 0) return -1;
     const std::string name = slash == std::string::npos ? rel : rel.substr(slash + 1);
-    if (create && ::mkdirat(parent, name.c_str(), 0755) != 0 && errno != EEXIST) return -1;
+    if (create) {
+      if (::mkdirat(parent, name.c_str(), 0755) == 0) {
+        ++made_;
+      } else if (errno != EEXIST) {
+        return -1;
+      }
+    }
     UniqueFd fd(::openat(parent, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     if (!fd) return -1;
     int raw = fd.get();
@@ -35,8 +42,12 @@ class DirMaker {
     return raw;
   }
 
+  // Directories this made (not those that were there).
+  [[nodiscard]] std::int64_t made() const { return made_; }
+
  private:
   int root_;
+  std::int64_t made_ = 0;
   std::map<std::string, UniqueFd> dirs_;
 };
 

@@ -149,7 +149,9 @@ dirent* next_entry(DIR* dir) {
 using Visitor = std::function<bool(const std::string& rel, const struct stat& st, int parent,
                                    const char* name)>;
 
-Expected<bool> walk_tree(int root_fd, const Visitor& visit) {
+// `descend` (optional): whether to list the directory `rel` too.
+Expected<bool> walk_tree(int root_fd, const Visitor& visit,
+                         const std::function<bool(const std::string& rel)>& descend = {}) {
   struct Frame {
     DIR* dir;
     std::string rel;
@@ -187,7 +189,7 @@ Expected<bool> walk_tree(int root_fd, const Visitor& visit) {
       return Error{"cannot read " + printable(rel) + ": " + clsi::errno_text(errno)};
     }
     if (!visit(rel, st, ::dirfd(dir), name)) return false;
-    if (!S_ISDIR(st.st_mode)) continue;
+    if (!S_ISDIR(st.st_mode) || (descend && !descend(rel))) continue;
     if (stack.frames.size() >= kMaxDepth) {
       return Error{"directories nest more than " + std::to_string(kMaxDepth) + " levels deep (at " +
                    printable(rel) + ")"};
@@ -688,17 +690,48 @@ Expected<TreeUsage> measure_tree(const std::string& root, std::int64_t max_entri
   return u;
 }
 
+namespace {
+
+std::string outside_refusal(const std::string& wheel, std::string_view path) {
+  return "the wheel " + wheel + " lists '" + printable(path) +
+         "' in its RECORD, a path outside the venv (wheels may only write inside the venv)";
+}
+
+std::string own_file_refusal(const std::string& wheel, const std::string& rel) {
+  return "the wheel " + wheel + " lists " + printable(rel) +
+         " in its RECORD (wheels may not change the venv's interpreter, activation scripts or "
+         "pyvenv.cfg)";
+}
+
+}  // namespace
+
+std::string record_path_refusal(const std::string& site_packages, const std::string& wheel,
+                                std::string_view path) {
+  std::vector<std::string> parts = split_path(site_packages);
+  if (path.empty() || path.front() == '/' || !apply_lexically(parts, path))
+    return outside_refusal(wheel, path);
+  if (std::string rel = join_path(parts); is_venv_own_file(rel))
+    return own_file_refusal(wheel, rel);
+  return {};
+}
+
 Expected<VenvContents> inspect_venv(const std::string& venv, const VenvSnapshot& before,
-                                    const std::string& version_short, std::int64_t max_entries) {
+                                    const std::string& version_short, std::int64_t max_entries,
+                                    const TreeUsage* linked) {
   auto root = open_venv(venv);
   if (!root) return Error{root.error()};
   std::vector<std::string> venv_abs;
   (void)apply_lexically(venv_abs, venv);
 
   VenvContents out;
+  if (linked) out.usage = *linked;
   struct stat rst {};
   if (::fstat(root->get(), &rst) == 0)
     out.usage.bytes += static_cast<std::int64_t>(rst.st_blocks) * 512;
+  if (out.usage.entries > max_entries) {
+    out.usage.over = true;
+    return out;
+  }
 
   struct Change {
     std::string rel;
@@ -715,12 +748,20 @@ Expected<VenvContents> inspect_venv(const std::string& venv, const VenvSnapshot&
   std::set<std::string> guarded_seen;
   std::string failure;
 
-  auto walked = walk_tree(root->get(), [&](const std::string& rel, const struct stat& st,
-                                           int parent, const char* name) {
-    out.usage.bytes += static_cast<std::int64_t>(st.st_blocks) * 512;
-    if (++out.usage.entries > max_entries) {
-      out.usage.over = true;
-      return false;
+  // A linked venv: the directories venv made down to site-packages, whose
+  // entries are guarded, not what the linker placed in them (counted by it).
+  auto descend = [&](const std::string& rel) {
+    return !linked || rel == "bin" ||
+           (is_guarded(rel) && rel.find("/site-packages") == std::string::npos);
+  };
+  auto visit = [&](const std::string& rel, const struct stat& st, int parent, const char* name) {
+    // In a linked venv, what venv did not make the linker placed, and counted.
+    if (!linked || before.entries.count(rel) != 0) {
+      out.usage.bytes += static_cast<std::int64_t>(st.st_blocks) * 512;
+      if (++out.usage.entries > max_entries) {
+        out.usage.over = true;
+        return false;
+      }
     }
     EntryState now = state_of(st);
     failure = complete_state(now, rel, parent, name);
@@ -743,7 +784,8 @@ Expected<VenvContents> inspect_venv(const std::string& venv, const VenvSnapshot&
       }
     }
     return true;
-  });
+  };
+  auto walked = walk_tree(root->get(), visit, descend);
   if (!walked) return Error{"cannot check the venv: " + walked.error()};
   if (!failure.empty()) return Error{"cannot check the venv: " + failure};
   if (out.usage.over) return out;
@@ -761,12 +803,14 @@ Expected<VenvContents> inspect_venv(const std::string& venv, const VenvSnapshot&
   // Which wheel did it: the RECORD pip wrote lists every file it installed,
   // relative to site-packages. A RECORD path outside the venv is refused by
   // itself: it names a file pip wrote there, or one `pip uninstall` would
-  // delete there.
+  // delete there. (The linker wrote a linked venv's RECORDs, and refused
+  // such paths itself: record_path_refusal.)
   std::vector<std::string> refusals;
   auto sp_fd = open_beneath(root->get(), *sp);
   if (!sp_fd) return Error{sp_fd.error()};
   const auto sp_parts = split_path(*sp);
   for (const auto& d : out.distributions) {
+    if (linked) break;
     if (!ends_with(d.dir, ".dist-info")) continue;
     auto bad = [&](const std::string& what) {
       return Error{"cannot read the installed distribution " + printable(d.dir) + ": " + what};
@@ -788,9 +832,7 @@ Expected<VenvContents> inspect_venv(const std::string& venv, const VenvSnapshot&
       std::vector<std::string> parts = sp_parts;
       if (p.front() == '/' || !apply_lexically(parts, p)) {
         if (!outside_reported) {
-          refusals.push_back("the wheel " + d.wheel() + " lists '" + printable(p) +
-                             "' in its RECORD, a path outside the venv (wheels may only write "
-                             "inside the venv)");
+          refusals.push_back(outside_refusal(d.wheel(), p));
           outside_reported = true;
         }
         return std::string();
@@ -806,11 +848,8 @@ Expected<VenvContents> inspect_venv(const std::string& venv, const VenvSnapshot&
       for (auto& l : links_out) {
         if (l.rel == rel && l.wheel.empty()) l.wheel = d.wheel();
       }
-      if (!attributed && is_venv_own_file(rel)) {
-        refusals.push_back("the wheel " + d.wheel() + " lists " + printable(rel) +
-                           " in its RECORD (wheels may not change the venv's interpreter, "
-                           "activation scripts or pyvenv.cfg)");
-      }
+      if (!attributed && is_venv_own_file(rel))
+        refusals.push_back(own_file_refusal(d.wheel(), rel));
       return std::string();
     });
     if (!scanned) return bad(scanned.error());

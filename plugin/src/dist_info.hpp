@@ -106,8 +106,21 @@ struct VenvContents {
 // pyvenv.cfg, the top-level directories), a RECORD listing a path outside
 // the venv, a symlink pointing outside the venv that `python -m venv` did not
 // create; or a distribution that cannot be read.
+//
+// `linked`: the venv was populated by the linker (venv_linker.hpp), which made
+// no symbolic link, placed nothing on the venv's own files and refused every
+// RECORD path record_path_refusal() refuses; this is what it placed. Then
+// only what venv made is walked (the top level, bin/, and lib/ down to
+// site-packages), and the usage is the linker's plus that.
 Expected<VenvContents> inspect_venv(const std::string& venv, const VenvSnapshot& before,
-                                    const std::string& version_short, std::int64_t max_entries);
+                                    const std::string& version_short, std::int64_t max_entries,
+                                    const TreeUsage* linked = nullptr);
+
+// Why `path`, a row of a RECORD in the venv's `site_packages` (relative to
+// the venv), may not be there: it is outside the venv, or one of the venv's
+// own files; "" when it may. The words name `wheel` ("alpha-1.0").
+std::string record_path_refusal(const std::string& site_packages, const std::string& wheel,
+                                std::string_view path);
 
 // True for the venv's own interpreter and activation files and pyvenv.cfg
 // (relative paths): no wheel may replace or add them.

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <map>
 #include <set>
 
 #include "digest.hpp"
@@ -120,6 +121,7 @@ std::optional<InstallError> DistInstaller::add_downloaded(
   for (auto& st : staged) {
     // pip compiles every .py it installed, wherever it went; not a
     // "#!python" script (each venv has its own copy of that).
+    std::map<std::string, std::int64_t> pycs;  // and their sizes, for the venvs' usage
     for (const auto& f : st.dist.contents.files) {
       if (f.skipped || f.python_shebang || f.rel.size() < 4 ||
           f.rel.compare(f.rel.size() - 3, 3, ".py") != 0)
@@ -127,10 +129,13 @@ std::optional<InstallError> DistInstaller::add_downloaded(
       std::string pyc = f.part + "/" + pyc_path(f.rel, s_.python.version_short);
       struct stat sb {};
       if (::lstat((st.dir + "/" + pyc).c_str(), &sb) == 0 && S_ISREG(sb.st_mode))
-        st.dist.pycs.push_back(pyc);
+        pycs.emplace(std::move(pyc), sb.st_size);
     }
-    std::sort(st.dist.pycs.begin(), st.dist.pycs.end());
-    st.dist.pycs.erase(std::unique(st.dist.pycs.begin(), st.dist.pycs.end()), st.dist.pycs.end());
+    st.dist.pyc_bytes = 0;
+    for (auto& [pyc, size] : pycs) {
+      st.dist.pycs.push_back(pyc);
+      st.dist.pyc_bytes += size;
+    }
     if (auto own = write_shared_own_files(st.dir, st.dist); !own)
       return InstallError{"cannot store " + st.d->name + ": " + own.error(),
                           service_trouble(own.error())};

@@ -47,7 +47,8 @@ nlohmann::json to_json(const Dist& d) {
           {"record", record},
           {"console_scripts", c.console_scripts},
           {"gui_scripts", c.gui_scripts},
-          {"pycs", d.pycs}};
+          {"pycs", d.pycs},
+          {"pyc_bytes", d.pyc_bytes}};
 }
 
 // The manifest, checked as if a stranger had written it: every path is one
@@ -88,6 +89,7 @@ Expected<Dist> from_json(const std::string& text) {
     c.console_scripts = j.at("console_scripts").get<std::map<std::string, std::string>>();
     c.gui_scripts = j.at("gui_scripts").get<std::map<std::string, std::string>>();
     d.pycs = j.at("pycs").get<std::vector<std::string>>();
+    if (auto b = j.find("pyc_bytes"); b != j.end()) d.pyc_bytes = b->get<std::int64_t>();
     for (const auto& p : d.pycs) {
       bool part_ok = false;
       for (const char* part : kWheelParts)
@@ -191,6 +193,14 @@ std::optional<DistLease> DistStore::open(const std::string& sha256,
   if (!dist) {
     auto text = read_at(fd.get(), "manifest.json", kMaxManifestBytes, mst);
     Expected<Dist> parsed = text ? from_json(*text) : Expected<Dist>(Error{text.error()});
+    if (parsed && parsed->pyc_bytes < 0) {  // a manifest from before pyc_bytes: measured once
+      parsed->pyc_bytes = 0;
+      for (const auto& pyc : parsed->pycs) {
+        struct stat pst {};
+        if (::fstatat(fd.get(), pyc.c_str(), &pst, AT_SYMLINK_NOFOLLOW) == 0)
+          parsed->pyc_bytes += pst.st_size;
+      }
+    }
     if (parsed) {
       dist = std::make_shared<const Dist>(std::move(*parsed));
       ManifestCache::shared().put(mst, dist);

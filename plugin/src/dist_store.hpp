@@ -31,6 +31,7 @@ struct Dist {
   std::string sha256;
   WheelContents contents;
   std::vector<std::string> pycs;  // "<part>/<rel>" of each compiled source's .pyc
+  std::int64_t pyc_bytes = -1;    // their sizes together; -1: not known
   std::string python;             // "3.11": what the .pyc files are for
 };
 

@@ -385,6 +385,7 @@ BuildResult Installer::build(const BuildRequest& req, const LineSink& log,
   const std::string files_cap =
       "caps.max_venv_files (" + std::to_string(config_.caps.max_venv_files) + " files)";
   std::vector<std::string> dist_hashes;
+  std::optional<TreeUsage> linked;  // what the linker placed, when it knows
   if (resolve_first && !chosen.empty()) {
     // 2b. Exactly what was resolved, from the store of installed
     // distributions: what it lacks is downloaded by pip (--no-deps: no second
@@ -454,6 +455,7 @@ BuildResult Installer::build(const BuildRequest& req, const LineSink& log,
     const auto& st = dists.link_stats();
     tell(note("linked " + std::to_string(st.linked + st.reflinked + st.copied) +
               " file(s) from the store into the venv, wrote " + std::to_string(st.written)));
+    if (st.bytes_known) linked = TreeUsage{st.bytes, st.files + st.directories, false};
     dist_hashes = dists.dist_hashes();
   } else if (!resolve_first) {
     // 2b. pip too old for a resolve: it installs, watching the venv's size
@@ -487,8 +489,11 @@ BuildResult Installer::build(const BuildRequest& req, const LineSink& log,
   // 3. What got installed, read from the dist-info directories: no
   // interpreter of the venv starts once pip has installed anything (a
   // wheel's .pth would run in it, and bin/python3 may be a wheel's). Then
-  // the venv is checked against what venv made, and measured.
-  auto contents = inspect_venv(venv, *created, req.python.version_short, cap_files);
+  // the venv is checked against what venv made, and measured (a linked one:
+  // what venv made, walked, and what the linker counted, not a walk of the
+  // tens of thousands of links it made).
+  auto contents = inspect_venv(venv, *created, req.python.version_short, cap_files,
+                               linked ? &*linked : nullptr);
   if (!contents) return fail(contents.error());
   if (contents->usage.over) return fail("the venv holds more files than " + files_cap);
   std::vector<std::string> installed = installed_list(contents->distributions);

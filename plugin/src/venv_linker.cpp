@@ -491,6 +491,11 @@ Expected<bool> VenvLinker::add(const DistLease& lease, bool requested,
     const auto slash = pyc.find('/');
     to_link(pyc, venv_rel_of(pyc.substr(0, slash), pyc.substr(slash + 1)));
   }
+  if (dist.pyc_bytes >= 0) {
+    stats_.bytes += dist.pyc_bytes;
+  } else {
+    stats_.bytes_known = false;
+  }
   if (auto l = link_all(); !l) return l;
 
   // Entry points: pip's scripts, then its dist-info files.
@@ -528,10 +533,19 @@ Expected<bool> VenvLinker::add(const DistLease& lease, bool requested,
       return w;
     generated.emplace_back(rel, content);
   }
-  const std::string record =
-      record_text(c, installed_of(dist, site_packages_, python_, install_name), changed, generated);
-  return own_or_shared(info_vrel + "/RECORD", record,
-                       requested ? kSharedRecordRequested : kSharedRecordDependency);
+  auto installed = installed_of(dist, site_packages_, python_, install_name);
+  // The wheel's rows that name no file it placed are kept as they are
+  // (pip's way): none may point outside the venv, or at its own files.
+  for (const auto& row : c.record) {
+    if (installed.path.count(row.path) != 0) continue;
+    if (auto why = record_path_refusal(site_packages_, wheel, row.path); !why.empty())
+      return Error{"the venv is refused: " + why};
+  }
+  const std::string record = record_text(c, std::move(installed), changed, generated);
+  auto placed_record = own_or_shared(info_vrel + "/RECORD", record,
+                                     requested ? kSharedRecordRequested : kSharedRecordDependency);
+  stats_.directories += dirs.made();
+  return placed_record;
 }
 
 }  // namespace clsi::venv

@@ -38,12 +38,14 @@
 namespace clsi::venv {
 
 struct LinkStats {
-  std::int64_t linked = 0;     // hard links made
-  std::int64_t reflinked = 0;  // another filesystem: copy-on-write clones
-  std::int64_t copied = 0;     // another filesystem without reflinks: copies
-  std::int64_t written = 0;    // the venv's own files written
-  std::int64_t files = 0;      // everything placed in the venv
-  std::int64_t bytes = 0;      // their sizes
+  std::int64_t linked = 0;       // hard links made
+  std::int64_t reflinked = 0;    // another filesystem: copy-on-write clones
+  std::int64_t copied = 0;       // another filesystem without reflinks: copies
+  std::int64_t written = 0;      // the venv's own files written
+  std::int64_t files = 0;        // everything placed in the venv
+  std::int64_t directories = 0;  // directories made for them
+  std::int64_t bytes = 0;        // the files' sizes
+  bool bytes_known = true;       // false: a distribution's .pyc sizes were not (Dist::pyc_bytes)
 };
 
 class VenvLinker {

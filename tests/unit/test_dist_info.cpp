@@ -434,3 +434,63 @@ TEST_CASE("dist-info: entries are counted, and the count stops past the limit", 
   REQUIRE(exact.ok());
   CHECK_FALSE(exact->usage.over);
 }
+
+TEST_CASE("dist-info: a linked venv is checked for what venv made, its links counted by the linker",
+          "[dist-info][linked]") {
+  FakeVenv v;
+  auto before = snapshot_venv(v.root);
+  REQUIRE(before.ok());
+  v.add_dist("alpha", "1.0");
+  for (int i = 0; i < 50; ++i)
+    testenv::write_file(v.site + "/alpha/f" + std::to_string(i), "x");
+  // What the linker says it placed: 51 files and a directory, 1,000 bytes.
+  const clsi::venv::TreeUsage linked{1000, 52, false};
+  SECTION("what it placed is not walked: its count and size are the linker's") {
+    auto c = inspect_venv(v.root, *before, "3.11", 1000, &linked);
+    INFO((c.ok() ? "" : c.error()));
+    REQUIRE(c.ok());
+    CHECK(installed_list(c->distributions) == std::vector<std::string>{"alpha==1.0"});
+    CHECK(c->usage.entries == linked.entries + static_cast<std::int64_t>(before->entries.size()));
+    CHECK(c->usage.bytes > linked.bytes);
+    CHECK(c->usage.bytes < clsi::venv::disk_usage(v.root));
+    CHECK_FALSE(c->usage.over);
+    // Not walked, so not seen: the linker makes no symbolic link (a walk of
+    // a venv pip installed refuses this one, above).
+    REQUIRE(::symlink("/etc", (v.site + "/alpha/out").c_str()) == 0);
+    CHECK(inspect_venv(v.root, *before, "3.11", 1000, &linked).ok());
+    CHECK_FALSE(inspect_venv(v.root, *before, "3.11", 1000).ok());
+  }
+  SECTION("the caps hold on the linker's count") {
+    auto c = inspect_venv(v.root, *before, "3.11", 40, &linked);
+    REQUIRE(c.ok());
+    CHECK(c->usage.over);
+  }
+  SECTION("what venv made is still checked") {
+    v.replace_with_file("bin/python3", "#!/bin/sh\n");
+    auto c = inspect_venv(v.root, *before, "3.11", 1000, &linked);
+    REQUIRE_FALSE(c.ok());
+    CHECK_THAT(c.error(), Contains("replaced bin/python3"));
+  }
+  SECTION("a file added as the venv's own is still found") {
+    testenv::write_file(v.root + "/bin/python3.12", "#!/bin/sh\n");
+    auto c = inspect_venv(v.root, *before, "3.11", 1000, &linked);
+    REQUIRE_FALSE(c.ok());
+    CHECK_THAT(c.error(), Contains("added bin/python3.12"));
+  }
+}
+
+TEST_CASE("dist-info: a RECORD row outside the venv, or naming its own files, is refused by name",
+          "[dist-info][linked]") {
+  using clsi::venv::record_path_refusal;
+  CHECK(record_path_refusal(kSite, "a-1.0", "a/__init__.py").empty());
+  CHECK(record_path_refusal(kSite, "a-1.0", "../../../bin/a-cli").empty());
+  CHECK(record_path_refusal(kSite, "a-1.0", "../../../share/a/x").empty());
+  CHECK_THAT(record_path_refusal(kSite, "a-1.0", "../../../../outside"),
+             Contains("the wheel a-1.0 lists '../../../../outside' in its RECORD, a path outside"));
+  CHECK_THAT(record_path_refusal(kSite, "a-1.0", "/etc/passwd"), Contains("a path outside"));
+  CHECK_THAT(record_path_refusal(kSite, "a-1.0", ""), Contains("a path outside"));
+  CHECK_THAT(record_path_refusal(kSite, "a-1.0", "../../../bin/python3"),
+             Contains("lists bin/python3 in its RECORD"));
+  CHECK_THAT(record_path_refusal(kSite, "a-1.0", "../../../pyvenv.cfg"),
+             Contains("lists pyvenv.cfg in its RECORD"));
+}
