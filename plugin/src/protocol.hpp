@@ -18,11 +18,12 @@
 //   client -> service   {"op": "used", "key": "...", "hit": true,     what a compile did
 //                        "outcome": "hit"|"ready"|"fallback"|"refused"|"gated",
 //                        "reason": "<fallback reason>", "compile_id": "...",
-//                        "project_id": "...", "user_id": "..."}  (post-compile)
+//                        "project_id": "...", "user_id": "..."}  (as pre-compile ends)
 //   service -> client   {"event": "done", "ok": true}
 //
 // "used" marks the last use of `key` (hit, ready) and counts the compile's
-// outcome in the service's metrics. A compile that fell back, was refused or
+// outcome in the service's metrics. The plugin reads the answer in
+// post-compile: the round trip overlaps the render. A compile that fell back, was refused or
 // gated sends "key": "" (a service from before "outcome" answers it and does
 // nothing); a "used" without "outcome" (an older plugin) is a hit or ready.
 //

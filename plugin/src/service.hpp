@@ -63,7 +63,8 @@ class BuildService {
 
   [[nodiscard]] Expected<bool> restrict_leases() const;
   void accept_one();
-  void serve(UniqueFd fd, Peer peer);
+  // `line`: the request, when the accept thread has read it already.
+  void serve(protocol::LineChannel& ch, Peer peer, std::optional<std::string> line);
   void serve_build(protocol::LineChannel& ch, const protocol::BuildRequest& request,
                    const Peer& peer);
   void serve_used(protocol::LineChannel& ch, const protocol::UseReport& report);

@@ -82,6 +82,14 @@ BuildAnswer request_build(const Config& config, const protocol::BuildRequest& re
 
 namespace {
 
+std::string answer_of(protocol::LineChannel& ch, Clock::time_point deadline) {
+  auto answer = ch.receive(deadline);
+  if (!answer) return ch.timed_out() ? "no answer in time" : "the connection was closed";
+  auto e = protocol::decode_event(*answer);
+  if (!e) return e.error();
+  return e->event == "done" ? "" : e->reason;
+}
+
 // `retry`: once more after 100 ms, for a service that is restarting (a last
 // use is worth it; a count for the metrics is not worth delaying a compile).
 std::string send_used(const Config& config, const std::string& line, bool retry) {
@@ -93,11 +101,7 @@ std::string send_used(const Config& config, const std::string& line, bool retry)
   }
   if (!ch) return ch.error();
   if (!ch->send(line, deadline)) return "the request was not taken";
-  auto answer = ch->receive(deadline);
-  if (!answer) return ch->timed_out() ? "no answer in time" : "the connection was closed";
-  auto e = protocol::decode_event(*answer);
-  if (!e) return e.error();
-  return e->event == "done" ? "" : e->reason;
+  return answer_of(*ch, deadline);
 }
 
 }  // namespace
@@ -108,6 +112,19 @@ std::string report_use(const Config& config, const std::string& key, bool hit) {
 
 std::string report_outcome(const Config& config, const protocol::UseReport& report) {
   return send_used(config, protocol::encode_used(report), !report.key.empty());
+}
+
+std::optional<protocol::LineChannel> send_outcome(const Config& config,
+                                                  const protocol::UseReport& report) {
+  const auto now = Clock::now();  // one try: a busy backlog is not waited for here
+  auto ch = protocol::connect(config.service.socket, now);
+  if (!ch || !ch->send(protocol::encode_used(report), now + connect_timeout(config)))
+    return std::nullopt;
+  return std::move(*ch);
+}
+
+std::string answer_of_outcome(const Config& config, protocol::LineChannel& channel) {
+  return answer_of(channel, Clock::now() + connect_timeout(config));
 }
 
 std::optional<std::string> service_counters(const Config& config) {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -38,6 +39,17 @@ std::string report_use(const Config& config, const std::string& key, bool hit);
 // Tells the service what a compile came to (its metrics count it) and, when
 // a venv was used, marks its last use. Same bounds and answer as report_use.
 std::string report_outcome(const Config& config, const protocol::UseReport& report);
+
+// The same report, sent as pre-compile ends, its answer read in post-compile
+// (answer_of_outcome): the compile does not wait for the service in between,
+// and the service has counted it, and stamped the venv's last use, before
+// the compile ends. Tries once, at once: nullopt when the service could not
+// take it then (post-compile then reports with report_outcome).
+std::optional<protocol::LineChannel> send_outcome(const Config& config,
+                                                  const protocol::UseReport& report);
+// The answer to send_outcome's report, within service.connect_timeout_ms:
+// "" when told, else why not.
+std::string answer_of_outcome(const Config& config, protocol::LineChannel& channel);
 
 // The service's counters; nullopt when it cannot be asked.
 std::optional<protocol::Event> service_status(const Config& config);

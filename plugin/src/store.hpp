@@ -49,6 +49,10 @@ struct Record {
   std::uint64_t interpreter_dev = 0, interpreter_ino = 0;
 };
 
+// A completion record's text (JSON; YAML from services before it) as a
+// Record; nullopt when it is neither, or has no `requested` list.
+std::optional<Record> parse_record(const std::string& text);
+
 struct Failure {
   std::int64_t at = 0;        // unix seconds
   std::int64_t retry_at = 0;  // unix seconds

@@ -62,6 +62,8 @@ class VenvPlugin {
   // keeps `outcome` in *compile_ptr for post-compile to tell the service.
   clsi_status fall_back(CompileContext& ctx, void** compile_ptr, protocol::Outcome outcome,
                         const std::string& why, const std::string& key = {}) const;
+  // Sends the service what pre-compile came to (*compile_ptr's outcome).
+  void send_report(const CompileContext& ctx, void* compile_ptr) const noexcept;
 
   const Config config_;
   const HostServices& host_;

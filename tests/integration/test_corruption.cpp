@@ -369,9 +369,9 @@ struct Pristine {
       if (c.status != 0) setup_error += "setup compile failed: " + c.log;
     }
     for (const auto& k : w.env_dirs()) {
-      auto record = testenv::read_file(w.venvs + "/envs/" + k + ".complete");
-      if (record.find("\n  - \"alpha\"\n") != std::string::npos) a = k;
-      if (record.find("\n  - \"gamma\"\n") != std::string::npos) gamma = k;
+      const auto requested = testenv::record_of(w.venvs, k).requested;
+      if (requested == std::vector<std::string>{"alpha"}) a = k;
+      if (requested == std::vector<std::string>{"gamma"}) gamma = k;
     }
     auto failures = testenv::list_dir(w.venvs + "/failures");
     if (failures.size() == 1) f = failures[0];

@@ -29,8 +29,8 @@ testenv::CommandResult venvs_tool(const VenvWorld& w, std::vector<std::string> a
 std::string key_with(const VenvWorld& w, const std::string& requirement) {
   std::string found;
   for (const auto& key : w.env_dirs()) {
-    auto record = testenv::read_file(w.venvs + "/envs/" + key + ".complete");
-    if (record.find("requested:\n  - \"" + requirement + "\"\n") != std::string::npos) found = key;
+    if (testenv::record_of(w.venvs, key).requested == std::vector<std::string>{requirement})
+      found = key;
   }
   return found;
 }
@@ -97,8 +97,8 @@ TEST_CASE("venvs sharing a distribution hold it once, it goes with the last venv
 
   std::string bulky_key;  // the venv of bulky alone
   for (const auto& key : w.env_dirs()) {
-    auto record = testenv::read_file(w.venvs + "/envs/" + key + ".complete");
-    if (record.find("requested:\n  - \"bulky\"\ninstalled:") != std::string::npos) bulky_key = key;
+    if (testenv::record_of(w.venvs, key).requested == std::vector<std::string>{"bulky"})
+      bulky_key = key;
   }
   REQUIRE_FALSE(bulky_key.empty());
   auto dists_before = testenv::list_dir(w.venvs + "/dists").size();

@@ -681,12 +681,9 @@ struct Corpus {
 
   // The interpreter the service made `venv` with (its completion record).
   [[nodiscard]] std::string python_of(const Venv& venv) const {
-    auto record = testenv::read_file(venv.root + ".complete");
-    const std::string key = "python_path: \"";
-    auto at = record.find(key);
-    if (at == std::string::npos) return testenv::base_python();
-    at += key.size();
-    return record.substr(at, record.find('"', at) - at);
+    auto record = clsi::venv::parse_record(testenv::read_file(venv.root + ".complete"));
+    if (!record || record->python_path.empty()) return testenv::base_python();
+    return record->python_path;
   }
 
   // The oracle: `python -m venv` with the same interpreter and options as the

@@ -208,6 +208,40 @@ TEST_CASE("service: refuses a store that others own or can write, saying how to 
   }
 }
 
+TEST_CASE("service: a compile's report reaches the service as its render starts, not after it",
+          "[service][used]") {
+  testenv::VenvWorld w;
+  w.configure();
+  REQUIRE_THAT(w.compile(w.project("alpha\n")), Contains("RENDER alpha 2.1"));
+  REQUIRE(w.env_dirs().size() == 1);
+  const std::string key = w.env_dirs()[0];
+  // The render itself waits (up to 10 s) for the service's record of this
+  // hit: the compile told the service before the render, and does not wait
+  // for its answer until post-compile.
+  std::string code = R"(import time
+for _ in range(200):
+    if ' hit KEY' in open('EVENTS').read():
+        print('REPORTED BEFORE THE RENDER ENDED'); break
+    time.sleep(0.05)
+else:
+    print('NOT REPORTED')
+)";
+  code.replace(code.find("KEY"), 3, key);
+  code.replace(code.find("EVENTS"), 6, w.venvs + "/events.log");
+  auto hit = w.compile(w.project("alpha\n"), true, code);
+  INFO(hit);
+  CHECK_THAT(hit, Contains("reusing environment"));
+  CHECK_THAT(hit, Contains("REPORTED BEFORE THE RENDER ENDED"));
+  CHECK_THAT(hit, !Contains("report_failed"));
+  // Counted once.
+  const auto events = testenv::read_file(w.venvs + "/events.log");
+  std::size_t hits = 0;
+  for (auto at = events.find(" hit " + key); at != std::string::npos;
+       at = events.find(" hit " + key, at + 1))
+    ++hits;
+  CHECK(hits == 1);
+}
+
 TEST_CASE("service: hits through a read-only mount, gc never removes a leased venv",
           "[service][readonly]") {
   REQUIRE_ROOT();

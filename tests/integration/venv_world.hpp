@@ -10,6 +10,7 @@
 #include <thread>
 #include <vector>
 
+#include "store.hpp"
 #include "test_env.hpp"
 
 namespace testenv {
@@ -158,6 +159,29 @@ inline std::vector<int> processes_mentioning(const std::string& needle) {
     bool zombie = close != std::string::npos && close + 2 < stat.size() && stat[close + 2] == 'Z';
     if (!zombie && cmd.find(needle) != std::string::npos) out.push_back(std::stoi(e));
   }
+  return out;
+}
+
+// The completion record of `key` in the store `venvs` (envs/<key>.complete),
+// read as the plugin reads it; an empty Record when there is none.
+inline clsi::venv::Record record_of(const std::string& venvs, const std::string& key) {
+  auto r = clsi::venv::parse_record(read_file(venvs + "/envs/" + key + ".complete"));
+  return r ? *r : clsi::venv::Record{};
+}
+
+// Whether process `pid` is a pip the service started ahead of the next build
+// (plugin/src/pip_spare.hpp): one waits for a build, or serves one.
+inline bool is_spare(int pid) {
+  return read_file("/proc/" + std::to_string(pid) + "/cmdline").find("/pip-spare-") !=
+         std::string::npos;
+}
+
+// processes_mentioning(), less the pip the service keeps waiting for the
+// next build: what a build left running.
+inline std::vector<int> leftovers_mentioning(const std::string& needle) {
+  std::vector<int> out;
+  for (int pid : processes_mentioning(needle))
+    if (!is_spare(pid)) out.push_back(pid);
   return out;
 }
 

@@ -13,6 +13,8 @@
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <cstdlib>
+#include <ctime>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -42,6 +44,14 @@ TEST_CASE("oplog: one JSON object per line, every field present", "[metrics][opl
                         "key", "duration_s", "reason", "message"})
     CHECK(j.contains(f));
   CHECK(j["level"] == "warning");
+  // UTC, to the millisecond: what gmtime says of now, give or take the test.
+  const std::string time = j["time"].get<std::string>();
+  REQUIRE(time.size() == 24);
+  CHECK(time.substr(19, 1) == ".");
+  CHECK(time.back() == 'Z');
+  std::tm tm{};
+  REQUIRE(::strptime(time.c_str(), "%Y-%m-%dT%H:%M:%S", &tm) != nullptr);
+  CHECK(std::abs(::timegm(&tm) - std::time(nullptr)) <= 2);
   CHECK(j["compile_id"].is_null());
   CHECK(j["duration_s"] == 0.25);
   CHECK(j["reason"] == "service_unavailable");

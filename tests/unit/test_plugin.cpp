@@ -334,6 +334,86 @@ TEST_CASE("plugin: a record or venv others could have changed is not used, but r
 
 // A throw at any step of pre-compile, bad_alloc included, is a fallback with
 // a line, never a failed compile (CLSI_STATUS_ERROR) and never half an env.
+TEST_CASE("plugin: a completion record is JSON, and one in YAML from before is still a hit",
+          "[plugin][hit][record]") {
+  PluginWorld w;
+  testenv::make_index(w.tmp / "idx", R"([{"name": "gamma", "version": "0.3",
+      "files": {"gamma/__init__.py": "MESSAGE = 'gamma here'\n"}}])");
+  testenv::write_plugin_yaml(w.config, {"enabled: true", "venvs_dir: " + w.venvs,
+                                        "index_url: file://" + w.tmp / "idx/simple/",
+                                        "service:", "  socket: " + w.tmp / "sock"});
+  testenv::write_file(w.dir + "/requirements.txt", "gamma\n");
+  auto config = clsi::venv::load_config(w.config.c_str(), [](const char*) { return nullptr; });
+  REQUIRE(config.ok());
+  clsi::venv::BuildService service(*config, clsi::venv::default_process_runner(),
+                                   [](std::string_view) {});
+  REQUIRE(service.start().ok());
+  std::thread serving([&] { service.run(); });
+  struct Stop {
+    clsi::venv::BuildService& s;
+    std::thread& t;
+    ~Stop() {
+      s.request_stop();
+      t.join();
+    }
+  } stop{service, serving};
+  testenv::FakeHost host(CLSI_PLUGIN_PATH);
+  REQUIRE(host.create(w.config));
+  {
+    testenv::FakeCompile c;
+    c.compile_dir = w.dir;
+    REQUIRE(host.pre(c) == CLSI_STATUS_OK);
+    host.post(c);
+  }
+  auto envs = testenv::list_dir(w.venvs + "/envs");
+  REQUIRE(envs.size() == 2);
+  clsi::venv::Store store(w.venvs);
+  const std::string key = envs[0];
+  const std::string path = store.record_path(key);
+  auto written = store.read_record(key);
+  REQUIRE(written);
+  CHECK(testenv::read_file(path).front() == '{');
+  CHECK(written->key == key);
+  CHECK(written->requested == std::vector<std::string>{"gamma"});
+  CHECK(written->installed == std::vector<std::string>{"gamma==0.3"});
+  CHECK(written->dists.size() == 1);
+  CHECK(written->interpreter_ino != 0);
+
+  SECTION("JSON") {}
+  SECTION("the same record in the YAML a service wrote before") {
+    const auto& r = *written;
+    std::string yaml =
+        "key: " + r.key + "\npython: \"" + r.python + "\"\npython_path: \"" + r.python_path +
+        "\"\npip: \"" + r.pip + "\"\nindex_url: \"" + r.index_url +
+        "\"\nonly_binary: true\nbuilt_at: " + std::to_string(r.built_at) +
+        "\nbuild_seconds: 0.5\nsize_bytes: " + std::to_string(r.size_bytes) +
+        "\ninterpreter_dev: " + std::to_string(r.interpreter_dev) +
+        "\ninterpreter_ino: " + std::to_string(r.interpreter_ino) +
+        "\nrequested:\n  - \"gamma\"\ninstalled:\n  - \"gamma==0.3\"\ndists:\n  - \"" + r.dists[0] +
+        "\"\n";
+    testenv::write_file(path, yaml);
+    auto read = store.read_record(key);
+    REQUIRE(read);
+    CHECK(read->requested == r.requested);
+    CHECK(read->installed == r.installed);
+    CHECK(read->dists == r.dists);
+    CHECK(read->interpreter_dev == r.interpreter_dev);
+    CHECK(read->interpreter_ino == r.interpreter_ino);
+  }
+  testenv::FakeCompile c;
+  c.compile_dir = w.dir;
+  CHECK(host.pre(c) == CLSI_STATUS_OK);
+  INFO(c.output);
+  CHECK_THAT(c.output, Contains("reusing environment"));
+  host.post(c);
+  // Neither text nor anything else is a record: no requirements list.
+  CHECK_FALSE(clsi::venv::parse_record("{\"key\": \"" + key + "\"}"));
+  CHECK_FALSE(clsi::venv::parse_record("{\"requested\": [1]}"));
+  CHECK_FALSE(clsi::venv::parse_record("key: x\nrequested: gamma\n"));
+  CHECK_FALSE(clsi::venv::parse_record("{not json"));
+  CHECK_FALSE(clsi::venv::parse_record(""));
+}
+
 TEST_CASE("plugin: an exception at any step of pre-compile falls back", "[plugin][faults]") {
   PluginWorld w;
   testenv::write_file(w.dir + "/requirements.txt", "gamma\n");
