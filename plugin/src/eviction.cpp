@@ -744,6 +744,13 @@ Expected<std::int64_t> free_bytes(const std::string& path) {
   return static_cast<std::int64_t>(vfs.f_bavail) * static_cast<std::int64_t>(vfs.f_frsize);
 }
 
+bool room_enough(const Config& config, const Store& store) {
+  const std::int64_t wanted = config.eviction.min_free_mb * kMiB;
+  if (wanted <= 0) return true;
+  auto free = free_bytes(store.root());
+  return free && *free >= wanted;
+}
+
 Expected<bool> make_room(const Config& config, const Store& store,
                          const std::set<std::string>& keep, const LineSink& log,
                          VenvSizeMemo* memo) {

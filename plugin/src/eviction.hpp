@@ -126,6 +126,10 @@ GcReport evict_after_build(const Config& config, const Store& store,
 // Free space on the store's volume, for unprivileged writers (statvfs).
 Expected<std::int64_t> free_bytes(const std::string& path);
 
+// Whether the store's volume has eviction.min_free_mb free (0: no check), when
+// make_room() has nothing to do: a statvfs, no walk of the store.
+bool room_enough(const Config& config, const Store& store);
+
 // Before a build: when the volume has less than eviction.min_free_mb free,
 // evicts to make that much room. An error, in words for the compile's log,
 // when it still has not.

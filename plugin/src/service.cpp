@@ -200,7 +200,7 @@ Expected<bool> BuildService::start() {
 
   for (int i = 0; i < config_.service.max_parallel_builds; ++i)
     workers_.emplace_back([this] { worker(); });
-  gc_thread_ = std::thread([this] { scheduled_gc(); });
+  gc_thread_ = std::thread([this] { gc_loop(); });
   metrics_thread_ = std::thread([this] { metrics_loop(); });
   op_log(Level::kInfo, "start",
          "listening on " + path + " for the store " + store_.root() + " as uid " +
@@ -611,8 +611,10 @@ void BuildService::worker() {
     // Room first: a build into a volume that is (nearly) full fails halfway
     // and takes other writers down with it. Refused, it is the service's
     // problem, and the compile falls back saying so.
+    // The check alone needs no lock: a build does not wait for an eviction
+    // pass (the first one of a service walks every venv) unless it must.
     Expected<bool> room = true;
-    {
+    if (!room_enough(config_, store_)) {
       std::lock_guard gc(gc_mu_);
       room = make_room(config_, store_, {job->key}, gc_log, &sizes_);
     }
@@ -634,17 +636,18 @@ void BuildService::worker() {
       jobs_.erase(job->key);
     }
     cv_.notify_all();
-    // Then eviction, once the key's lock is released and the waiting
-    // compiles are told: they do not wait for store-wide work (a walk of
-    // every venv, in a service that has just started). The venv just built
-    // is kept; one a compile uses is leased (a compile told `ready` waits a
-    // moment for its lease when the pass holds its key's lock:
-    // VenvPlugin::ask_service). This worker takes the next build only after
-    // it, so the store is over its budget by at most what the builds in
-    // flight add, as it is during any build.
-    if (!stopping() && built) {
-      std::lock_guard gc(gc_mu_);
-      counted_gc(evict_after_build(config_, store_, {job->key}, gc_log, &sizes_));
+    // Then eviction, on the eviction thread, once the key's lock is released
+    // and the waiting compiles are told: neither they nor the next build wait
+    // for store-wide work (a walk of every venv, in a service that has just
+    // started). The venvs just built are kept; one a compile uses is leased
+    // (a compile told `ready` waits a moment for its lease when the pass
+    // holds its key's lock: VenvPlugin::ask_service).
+    if (built) {
+      {
+        std::lock_guard lock(mu_);
+        evict_keep_.insert(job->key);
+      }
+      cv_.notify_all();
     }
   }
 }
@@ -764,13 +767,29 @@ Event BuildService::build(Job& job) {
   return e;
 }
 
-void BuildService::scheduled_gc() {
-  if (config_.eviction.gc_interval_s <= 0) return;
-  auto next = Clock::now() + std::chrono::seconds(config_.eviction.gc_interval_s);
+void BuildService::gc_loop() {
+  const bool scheduled = config_.eviction.gc_interval_s > 0;
+  const auto interval = std::chrono::seconds(std::max(config_.eviction.gc_interval_s, 1));
+  auto next = Clock::now() + interval;
   std::unique_lock lock(mu_);
   while (!stopping()) {
-    cv_.wait_until(lock, next, [&] { return stopping(); });
+    if (!scheduled) next = Clock::now() + std::chrono::hours(1);  // woken by builds only
+    cv_.wait_until(lock, next, [&] { return stopping() || !evict_keep_.empty(); });
     if (stopping()) return;
+    if (!evict_keep_.empty()) {  // after builds: one pass for all that ended meanwhile
+      auto keep = std::move(evict_keep_);
+      evict_keep_.clear();
+      lock.unlock();
+      {
+        std::lock_guard gc(gc_mu_);
+        counted_gc(evict_after_build(
+            config_, store_, keep, [this](std::string_view l) { op_log(Level::kInfo, "gc", l); },
+            &sizes_));
+      }
+      lock.lock();
+      continue;
+    }
+    if (!scheduled || Clock::now() < next) continue;
     lock.unlock();
     std::unique_lock gc(gc_mu_);
     auto report = collect_garbage(store_, gc_options(config_), &sizes_);
@@ -780,7 +799,7 @@ void BuildService::scheduled_gc() {
     for (const auto& key : report.removed)
       store_.append_event("evict", key);
     counted_gc(report);
-    next = Clock::now() + std::chrono::seconds(config_.eviction.gc_interval_s);
+    next = Clock::now() + interval;
     lock.lock();
   }
 }

@@ -70,7 +70,9 @@ class BuildService {
   void serve_used(protocol::LineChannel& ch, const protocol::UseReport& report);
   void worker();
   protocol::Event build(Job& job);
-  void scheduled_gc();
+  // Eviction: after builds (eviction.gc_after_build, when over budget), and
+  // every eviction.gc_interval_s.
+  void gc_loop();
   void counted_gc(const GcReport& report);
   // Metrics: the HTTP endpoint, the textfile and metrics.json, on one thread.
   void metrics_loop();
@@ -96,6 +98,7 @@ class BuildService {
   std::mutex gc_mu_;  // one eviction at a time: after a build, or scheduled
   std::map<std::string, std::shared_ptr<Job>> jobs_;  // queued or running, by key
   std::deque<std::shared_ptr<Job>> queue_;
+  std::set<std::string> evict_keep_;  // built since the last pass after builds: kept by it
   int running_ = 0;
   int max_running_seen_ = 0;
   int connections_ = 0;
