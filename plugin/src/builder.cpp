@@ -41,7 +41,8 @@ RememberedFailure decode_failure(const std::string& stored) {
 
 BuildOutcome build_locked(const Config& config, const Store& store, const ProcessRunner& runner,
                           const BuildRequest& request, const LineSink& log,
-                          const std::function<bool()>& cancelled, const LineSink& detail) {
+                          const std::function<bool()>& cancelled, const LineSink& detail,
+                          const ResolveAhead& resolve_ahead) {
   BuildOutcome out;
   const std::string id = short_key(request.key);
   struct stat st {};
@@ -59,7 +60,7 @@ BuildOutcome build_locked(const Config& config, const Store& store, const Proces
   }
   log(note("building environment " + id + " (" + std::to_string(request.requirements.size()) +
            " requirement(s))"));
-  Installer installer(config, store, runner);
+  Installer installer(config, store, runner, resolve_ahead);
   auto built = installer.build(request, log, detail);
   if (built.ok) {
     // Written by our code after pip, so a wheel cannot choose the kernel.

@@ -29,7 +29,8 @@ struct BuildOutcome {
 // (and the operator), `detail` everything pip says (the build log).
 BuildOutcome build_locked(const Config& config, const Store& store, const ProcessRunner& runner,
                           const BuildRequest& request, const LineSink& log,
-                          const std::function<bool()>& cancelled = {}, const LineSink& detail = {});
+                          const std::function<bool()>& cancelled = {}, const LineSink& detail = {},
+                          const ResolveAhead& resolve_ahead = {});
 
 // A remembered failure: the user's words and the problems that a compile
 // annotates again on its own lines. The failure record keeps one line

@@ -318,7 +318,7 @@ Expected<Config> load_config(const char* path, const GetEnv& getenv) {
           r.only_keys(sv, "service",
                       {"socket", "allowed_uids", "allowed_gids", "max_parallel_builds",
                        "connect_timeout_ms", "lease_gid", "metrics_address", "metrics_textfile",
-                       "metrics_interval_s"});
+                       "metrics_interval_s", "prestart_pip"});
           r.get(sv["socket"], "service.socket", c.service.socket);
           r.get(sv["allowed_uids"], "service.allowed_uids", c.service.allowed_uids);
           r.get(sv["allowed_gids"], "service.allowed_gids", c.service.allowed_gids);
@@ -335,6 +335,7 @@ Expected<Config> load_config(const char* path, const GetEnv& getenv) {
           }
           r.get_int(sv["metrics_interval_s"], "service.metrics_interval_s",
                     c.service.metrics_interval_s, 1);
+          r.get(sv["prestart_pip"], "service.prestart_pip", c.service.prestart_pip);
         }
       } else if (root && !root.IsNull() && !root.IsMap()) {
         return Error{std::string(path) + ": expected a mapping with a python_venv section"};

@@ -51,6 +51,9 @@ struct Service {
   std::string metrics_address = "127.0.0.1:9477";
   std::string metrics_textfile;
   int metrics_interval_s = 30;
+  // A pip started ahead, with its modules imported, waits for the next
+  // build's resolve (pip_spare.hpp): about 50 MB held while it waits.
+  bool prestart_pip = true;
 };
 
 struct Config {

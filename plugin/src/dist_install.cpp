@@ -154,9 +154,10 @@ std::optional<InstallError> DistInstaller::link(const std::string& venv,
     auto lease = held_.find(d.sha256);
     if (lease == held_.end())
       return InstallError{"the store lost " + d.name + " " + d.version + " during the build", true};
-    // The resolve read this wheel's METADATA from the index's file, which
-    // pip did not hash again when the store held its sha256
-    // (pip_resolve_shim.hpp): the store's copy must be what was resolved.
+    // The resolve did not hash the index's file when the store held its
+    // sha256, and read its METADATA from the store's copy, or, when that
+    // could not be read, from the file (pip_resolve_shim.hpp): the store's
+    // copy must be what was resolved.
     const WheelContents& held = lease->second.dist().contents;
     if (normalize_name(held.name) != normalize_name(d.name) || held.version != d.version) {
       return InstallError{"the index's file for " + d.name + " " + d.version +

@@ -88,7 +88,8 @@ bool pip_supports_dry_run(const std::string& version) {
 
 // pip's words for a fault of the service: the index or the disk, not the
 // project's requirements. pip still ends such a run with "no matching
-// distribution", so these are looked for in every line.
+// distribution", so these are looked for in every line. Any OSError of pip's
+// own is one: a requirement line names no file for it to open.
 bool service_trouble(std::string_view line) {
   for (std::string_view s : {"No space left on device",
                              "[Errno 28]",
@@ -110,7 +111,8 @@ bool service_trouble(std::string_view line) {
                              "Connection reset by peer",
                              "HTTP error 5",
                              "Input/output error",
-                             "Too many open files"}) {
+                             "Too many open files",
+                             "Could not install packages due to an OSError"}) {
     if (line.find(s) != std::string_view::npos) return true;
   }
   return false;
@@ -211,6 +213,31 @@ BuildResult Installer::build(const BuildRequest& req, const LineSink& log,
   // 2. pip, from the files the service wrote. The download cache lives on
   // the volume: safe to share, because only the pinned index (and with
   // only_binary, only wheels) can fill it.
+  // pip's own arguments, from its command on.
+  auto pip_args = [&](const std::vector<std::string>& extra, const std::string& file,
+                      const char* verb) {
+    std::vector<std::string> args = {verb,
+                                     "--isolated",
+                                     "--no-input",
+                                     "--disable-pip-version-check",
+                                     "--no-color",
+                                     "--progress-bar",
+                                     "off",
+                                     "--cache-dir",
+                                     store_.pip_cache_dir(),
+                                     "--index-url",
+                                     config_.index_url};
+    // pip caches downloads only from https:// or trusted hosts; a plain-http
+    // mirror has no TLS to check, and the operator chose it.
+    if (auto host = http_host(config_.index_url); !host.empty()) {
+      args.insert(args.end(), {"--trusted-host", host});
+    }
+    if (std::string_view(verb) == "install") args.emplace_back("--no-warn-script-location");
+    if (config_.only_binary) args.emplace_back("--only-binary=:all:");
+    args.insert(args.end(), extra.begin(), extra.end());
+    args.insert(args.end(), {"-r", file});
+    return args;
+  };
   auto pip_command = [&](const std::vector<std::string>& extra, const std::string& file,
                          const char* verb = "install",
                          const std::vector<std::string>& launcher = pip_launcher()) {
@@ -218,19 +245,8 @@ BuildResult Installer::build(const BuildRequest& req, const LineSink& log,
     pip.executable = venv + "/bin/python3";
     pip.args = {"-I"};
     pip.args.insert(pip.args.end(), launcher.begin(), launcher.end());
-    pip.args.insert(pip.args.end(),
-                    {verb, "--isolated", "--no-input", "--disable-pip-version-check", "--no-color",
-                     "--progress-bar", "off", "--cache-dir", store_.pip_cache_dir(), "--index-url",
-                     config_.index_url});
-    // pip caches downloads only from https:// or trusted hosts; a plain-http
-    // mirror has no TLS to check, and the operator chose it.
-    if (auto host = http_host(config_.index_url); !host.empty()) {
-      pip.args.insert(pip.args.end(), {"--trusted-host", host});
-    }
-    if (std::string_view(verb) == "install") pip.args.emplace_back("--no-warn-script-location");
-    if (config_.only_binary) pip.args.emplace_back("--only-binary=:all:");
-    pip.args.insert(pip.args.end(), extra.begin(), extra.end());
-    pip.args.insert(pip.args.end(), {"-r", file});
+    auto own = pip_args(extra, file, verb);
+    pip.args.insert(pip.args.end(), own.begin(), own.end());
     return pip;
   };
   auto pip_sink = [&](PipOutput& out) {
@@ -315,10 +331,16 @@ BuildResult Installer::build(const BuildRequest& req, const LineSink& log,
     std::vector<std::string> resolve_args = {"--dry-run", "--report", report_file};
     if (config_.require_hashes) resolve_args.emplace_back("--require-hashes");
     // Started through pip_resolve_shim.hpp: a wheel the store holds is not
-    // hashed again.
-    r = runner_(
-        pip_command(resolve_args, req_file, "install", pip_resolve_launcher(store_.dists_dir())),
-        req.deadline, pip_sink(resolving), tick);
+    // hashed again. By a pip started ahead when one is ready.
+    std::optional<RunOutcome> ahead;
+    if (resolve_ahead_) {
+      ahead = resolve_ahead_(req.python, pip_args(resolve_args, req_file, "install"), req.deadline,
+                             pip_sink(resolving), tick, to_detail);
+    }
+    r = ahead ? std::move(*ahead)
+              : runner_(pip_command(resolve_args, req_file, "install",
+                                    pip_resolve_launcher(store_.dists_dir())),
+                        req.deadline, pip_sink(resolving), tick);
     if (!r.ok()) return pip_failed("resolving the requirements", r, resolving);
     auto report_text = read_report(report_file);
     if (!report_text) return fail_service(report_text.error());

@@ -16,6 +16,8 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -59,10 +61,22 @@ struct BuildResult {
   Record record;  // when ok: written to the store by the caller
 };
 
+// Runs pip's resolve, given pip's own arguments (`install ... --dry-run
+// ...`), in a pip started ahead of the build (pip_spare.hpp); nullopt when
+// none was ready and nothing ran: the installer then starts pip itself.
+// `note` gets the operator's lines about it.
+using ResolveAhead = std::function<std::optional<RunOutcome>(
+    const InterpreterFacts& python, const std::vector<std::string>& pip_args, Deadline,
+    const LineSink& on_line, const PollHook&, const LineSink& note)>;
+
 class Installer {
  public:
-  Installer(const Config& config, const Store& store, ProcessRunner runner)
-      : config_(config), store_(store), runner_(std::move(runner)) {}
+  Installer(const Config& config, const Store& store, ProcessRunner runner,
+            ResolveAhead resolve_ahead = {})
+      : config_(config),
+        store_(store),
+        runner_(std::move(runner)),
+        resolve_ahead_(std::move(resolve_ahead)) {}
 
   // Builds into store.env_dir(key), which must not exist. Streams progress
   // lines for the user (and the operator) to `log`, and everything pip and
@@ -75,6 +89,7 @@ class Installer {
   const Config& config_;
   const Store& store_;
   ProcessRunner runner_;
+  ResolveAhead resolve_ahead_;
 };
 
 }  // namespace clsi::venv

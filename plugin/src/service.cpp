@@ -22,6 +22,7 @@
 #include "isolation.hpp"
 #include "key.hpp"
 #include "lock.hpp"
+#include "pip_spare.hpp"
 #include "requirements.hpp"
 #include "store_trust.hpp"
 #include "venv_state.hpp"
@@ -198,6 +199,12 @@ Expected<bool> BuildService::start() {
     }
   }
 
+  if (config_.service.prestart_pip) {
+    spares_ = std::make_unique<PipSpares>(
+        store_.tmp_dir(), store_.dists_dir(),
+        [this](std::string_view l) { op_log(Level::kWarning, "pip_spare", l); });
+    spares_->prepare([this] { return probe_.facts(config_.base_python); });
+  }
   for (int i = 0; i < config_.service.max_parallel_builds; ++i)
     workers_.emplace_back([this] { worker(); });
   gc_thread_ = std::thread([this] { gc_loop(); });
@@ -266,6 +273,7 @@ void BuildService::run() {
   ::unlink(config_.service.socket.c_str());
   for (auto& w : workers_)
     if (w.joinable()) w.join();
+  spares_.reset();  // no pip waits for a build that will not come
   if (gc_thread_.joinable()) gc_thread_.join();
   // Builds still queued get an answer.
   {
@@ -636,6 +644,8 @@ void BuildService::worker() {
       jobs_.erase(job->key);
     }
     cv_.notify_all();
+    // The next build's pip starts now, on the spares' own thread.
+    if (spares_ && !stopping()) spares_->prepare([python = job->python] { return python; });
     // Then eviction, on the eviction thread, once the key's lock is released
     // and the waiting compiles are told: neither they nor the next build wait
     // for store-wide work (a walk of every venv, in a service that has just
@@ -738,9 +748,22 @@ Event BuildService::build(Job& job) {
       return hook ? hook() : std::string();
     });
   };
+  ResolveAhead ahead;
+  if (spares_) {
+    ahead = [this](const InterpreterFacts& python, const std::vector<std::string>& args, Deadline d,
+                   const LineSink& s, const PollHook& hook, const LineSink& note) {
+      return spares_->run(
+          python, args, d, s,
+          [this, &hook]() -> std::string {
+            if (stopping()) return "the build service is stopping";
+            return hook ? hook() : std::string();
+          },
+          note);
+    };
+  }
   auto start = Clock::now();
   auto out = build_locked(
-      config_, store_, runner, req, sink, [this] { return stopping(); }, detail);
+      config_, store_, runner, req, sink, [this] { return stopping(); }, detail, ahead);
   double secs = std::chrono::duration<double>(Clock::now() - start).count();
   if (out.ok) {
     metrics_.built(secs);

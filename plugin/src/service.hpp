@@ -26,6 +26,7 @@
 #include "http_metrics.hpp"
 #include "metrics.hpp"
 #include "oplog.hpp"
+#include "pip_spare.hpp"
 #include "probe.hpp"
 #include "process_runner.hpp"
 #include "protocol.hpp"
@@ -112,6 +113,7 @@ class BuildService {
   void join_ended_connections();
   std::vector<std::thread> workers_;
   std::thread gc_thread_;
+  std::unique_ptr<PipSpares> spares_;  // service.prestart_pip: pip started ahead of builds
 
   metrics::Registry metrics_;
   VenvSizeMemo sizes_;  // complete venvs, measured once

@@ -563,7 +563,7 @@ TEST_CASE("hostile: a service environment that tries to redirect pip has no effe
   REQUIRE(h.w.env_dirs().size() == 1);
   auto record = testenv::read_file(h.w.venvs + "/envs/" + h.w.env_dirs()[0] + ".complete");
   CHECK_THAT(record, Contains("alpha==1.0"));
-  CHECK(testenv::processes_mentioning(h.w.venvs).empty());
+  CHECK(testenv::leftovers_mentioning(h.w.venvs).empty());
 }
 
 TEST_CASE(
@@ -590,7 +590,7 @@ TEST_CASE(
   // pip 23 does download the wheels while resolving (the index serves no
   // PEP 658 metadata), so the pinned server does see GET /files/...; what
   // holds is that nothing was installed (above) and nothing was kept.
-  CHECK(testenv::processes_mentioning(h.w.venvs).empty());
+  CHECK(testenv::leftovers_mentioning(h.w.venvs).empty());
 }
 
 TEST_CASE(

@@ -346,14 +346,13 @@ TEST_CASE("pip killed from outside (as the OOM killer does) is not remembered",
   auto dir = w.project("alpha\n");
   std::string first;
   std::thread compile([&] { first = w.compile(dir, true, "print('RENDER ran')"); });
+  // pip is resolving: its first request reached the (slow) index. Then pip
+  // itself, started ahead or not, not `python -m venv --without-pip`, which
+  // may be exiting as it is found (a kill that then hits nothing).
+  REQUIRE(testenv::eventually([&] { return !slow.requests().empty(); }, std::chrono::seconds(10)));
   std::vector<int> pips;
-  for (int i = 0; i < 400 && pips.empty(); ++i) {
-    // pip itself, not `python -m venv --without-pip`, which may be exiting
-    // as it is found (a kill that then hits nothing).
-    for (int pid : testenv::processes_mentioning(w.venvs + "/envs/"))
-      if (testenv::is_pip(pid)) pips.push_back(pid);
-    std::this_thread::sleep_for(std::chrono::milliseconds(25));
-  }
+  for (int pid : testenv::processes_mentioning(w.venvs))
+    if (testenv::is_pip(pid)) pips.push_back(pid);
   REQUIRE_FALSE(pips.empty());
   for (int pid : pips)
     ::kill(pid, SIGKILL);

@@ -75,7 +75,7 @@ Compiled compile_checking(const VenvWorld& w, const std::string& dir, const std:
 }
 
 void wait_until_no_process_mentions(const std::string& needle, int seconds) {
-  for (int i = 0; i < seconds * 20 && !testenv::processes_mentioning(needle).empty(); ++i) {
+  for (int i = 0; i < seconds * 20 && !testenv::leftovers_mentioning(needle).empty(); ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
 }
@@ -92,7 +92,7 @@ void check_refused_and_fell_back(const Malicious& m, const Compiled& r) {
   for (const auto& e : testenv::list_dir(m.w.venvs + "/envs"))
     CHECK_THAT(e, !Contains(".complete"));
   wait_until_no_process_mentions(m.w.venvs, 10);
-  CHECK(testenv::processes_mentioning(m.w.venvs).empty());
+  CHECK(testenv::leftovers_mentioning(m.w.venvs).empty());
 }
 
 }  // namespace

@@ -392,6 +392,36 @@ TEST_CASE("the resolve does not hash again a wheel the store holds by its sha256
   CHECK(w.env_dirs().size() == 2);
 }
 
+TEST_CASE("the resolve reads the metadata of a wheel the store holds from the store's copy",
+          "[user-messages][hash][held]") {
+  VenvWorld w(kPackages);
+  w.configure({});
+  auto first =
+      w.compile(w.project("gamma\n"), true, "import gamma; print('RENDER', gamma.MESSAGE)");
+  INFO(first);
+  REQUIRE_THAT(first, Contains("RENDER gamma here"));
+  // The mirror's file for gamma 0.3 now holds other bytes, whose METADATA
+  // requires a distribution no index has, under the sha256 of the first: a
+  // resolve reading that file would fail. What the venv gets is the store's
+  // copy, and the resolve now reads the store's copy's METADATA too.
+  std::string other = w.tmp / "other-index";
+  testenv::make_index(other,
+                      R"([{"name": "gamma", "version": "0.3", "requires": ["nowhere-to-be-found"],
+      "files": {"gamma/__init__.py": "MESSAGE = 'a different gamma'\n"}}])");
+  testenv::write_file(w.index + "/files/gamma-0.3-py3-none-any.whl",
+                      testenv::read_file(other + "/files/gamma-0.3-py3-none-any.whl"));
+  auto second = w.compile(w.project("gamma\nquillwort\n"), true,
+                          "import gamma, quillwort; print('RENDER', gamma.MESSAGE, quillwort.V)");
+  INFO(second);
+  CHECK_THAT(second, Contains("RENDER gamma here 1.1"));
+  CHECK_THAT(second, !Contains("nowhere"));
+  std::string logs;
+  for (const auto& l : testenv::list_dir(w.venvs + "/logs"))
+    logs += testenv::read_file(w.venvs + "/logs/" + l);
+  CHECK_THAT(logs, Contains("clsi-venvs: not hashed again: the metadata of 1 of them read from "
+                            "the store"));
+}
+
 TEST_CASE("gc and other store-wide messages reach the operator's log, never a user's",
           "[user-messages][gc]") {
   VenvWorld w(kPackages);

@@ -178,7 +178,7 @@ TEST_CASE("an install over caps.install_timeout_s is killed and falls back", "[v
   CHECK_THAT(log, Contains("RENDER ran"));
   CHECK(took < std::chrono::seconds(30));
   CHECK(w.env_dirs().empty());
-  CHECK(testenv::processes_mentioning(w.venvs).empty());
+  CHECK(testenv::leftovers_mentioning(w.venvs).empty());
 }
 
 TEST_CASE("a venv over caps.max_venv_mb is not kept", "[venv][caps]") {
@@ -246,7 +246,7 @@ std::optional<clsi::Child> start_compile_until_pip_runs(const VenvWorld& w,
 }
 
 void wait_until_no_process_mentions(const std::string& needle, int seconds) {
-  for (int i = 0; i < seconds * 20 && !testenv::processes_mentioning(needle).empty(); ++i) {
+  for (int i = 0; i < seconds * 20 && !testenv::leftovers_mentioning(needle).empty(); ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
 }
@@ -269,7 +269,7 @@ TEST_CASE("a host killed with SIGKILL mid-build: the next compile gets a working
   CHECK_THAT(log, Contains("RENDER alpha 2.1"));
   // The build went on in the background; once it is done nothing is left running.
   wait_until_no_process_mentions(w.venvs, 10);
-  CHECK(testenv::processes_mentioning(w.venvs).empty());
+  CHECK(testenv::leftovers_mentioning(w.venvs).empty());
   CHECK(w.env_dirs().size() == 1);
 }
 

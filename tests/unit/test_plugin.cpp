@@ -226,6 +226,7 @@ TEST_CASE("plugin: the shipped plugin.yaml documents exactly the built-in defaul
   CHECK(a.service.max_parallel_builds == b.service.max_parallel_builds);
   CHECK(a.service.connect_timeout_ms == b.service.connect_timeout_ms);
   CHECK(a.service.lease_gid == b.service.lease_gid);
+  CHECK(a.service.prestart_pip == b.service.prestart_pip);
   // Every key is written out, so an operator sees all of them.
   auto text = testenv::read_file(CLSI_SOURCE_DIR "/plugin.yaml");
   for (const char* key : {"enabled:",
@@ -251,7 +252,8 @@ TEST_CASE("plugin: the shipped plugin.yaml documents exactly the built-in defaul
                           "allowed_gids:",
                           "max_parallel_builds:",
                           "connect_timeout_ms:",
-                          "lease_gid:"}) {
+                          "lease_gid:",
+                          "prestart_pip:"}) {
     CHECK_THAT(text, Contains(key));
   }
 }
