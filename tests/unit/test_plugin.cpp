@@ -258,40 +258,49 @@ TEST_CASE("plugin: the shipped plugin.yaml documents exactly the built-in defaul
   }
 }
 
-// A hit is used only when the store's owner wrote the record for exactly
-// these requirements and nobody else can have changed record or venv.
-TEST_CASE("plugin: a record or venv others could have changed is not used, but rebuilt",
-          "[plugin][trust]") {
-  PluginWorld w;
-  testenv::make_index(w.tmp / "idx", R"([{"name": "gamma", "version": "0.3",
-      "files": {"gamma/__init__.py": "MESSAGE = 'gamma here'\n"}}])");
-  testenv::write_plugin_yaml(w.config, {"enabled: true", "venvs_dir: " + w.venvs,
-                                        "index_url: file://" + w.tmp / "idx/simple/",
-                                        "service:", "  socket: " + w.tmp / "sock"});
-  testenv::write_file(w.dir + "/requirements.txt", "gamma\n");
-  auto config = clsi::venv::load_config(w.config.c_str(), [](const char*) { return nullptr; });
-  REQUIRE(config.ok());
-  clsi::venv::BuildService service(*config, clsi::venv::default_process_runner(),
-                                   [](std::string_view) {});
-  REQUIRE(service.start().ok());
-  std::thread serving([&] { service.run(); });
-  struct Stop {
-    clsi::venv::BuildService& s;
-    std::thread& t;
-    ~Stop() {
-      s.request_stop();
-      t.join();
+// gamma built by an in-process build service, through a fake host that
+// stays loaded: the venv of w.dir's requirements.txt (gamma) is in the store.
+struct GammaBuilt {
+  struct Serving {  // the service's thread, stopped and joined however the test ends
+    clsi::venv::BuildService& service;
+    std::thread thread{[this] { service.run(); }};
+    ~Serving() {
+      service.request_stop();
+      thread.join();
     }
-  } stop{service, serving};
+  };
+  PluginWorld w;
+  std::optional<clsi::venv::BuildService> service;
+  std::optional<Serving> serving;
+  testenv::FakeHost host{CLSI_PLUGIN_PATH};
 
-  testenv::FakeHost host(CLSI_PLUGIN_PATH);
-  REQUIRE(host.create(w.config));
-  {
+  GammaBuilt() {
+    testenv::make_index(w.tmp / "idx", R"([{"name": "gamma", "version": "0.3",
+        "files": {"gamma/__init__.py": "MESSAGE = 'gamma here'\n"}}])");
+    testenv::write_plugin_yaml(w.config, {"enabled: true", "venvs_dir: " + w.venvs,
+                                          "index_url: file://" + w.tmp / "idx/simple/",
+                                          "service:", "  socket: " + w.tmp / "sock"});
+    testenv::write_file(w.dir + "/requirements.txt", "gamma\n");
+    auto config = clsi::venv::load_config(w.config.c_str(), [](const char*) { return nullptr; });
+    REQUIRE(config.ok());
+    service.emplace(*config, clsi::venv::default_process_runner(), [](std::string_view) {});
+    REQUIRE(service->start().ok());
+    serving.emplace(*service);
+    REQUIRE(host.create(w.config));
     testenv::FakeCompile c;
     c.compile_dir = w.dir;
     REQUIRE(host.pre(c) == CLSI_STATUS_OK);
     host.post(c);
   }
+};
+
+// A hit is used only when the store's owner wrote the record for exactly
+// these requirements and nobody else can have changed record or venv.
+TEST_CASE("plugin: a record or venv others could have changed is not used, but rebuilt",
+          "[plugin][trust]") {
+  GammaBuilt g;
+  auto& w = g.w;
+  auto& host = g.host;
   auto envs = testenv::list_dir(w.venvs + "/envs");
   REQUIRE(envs.size() == 2);  // <key> and <key>.complete
   const std::string key = envs[0];
@@ -338,35 +347,9 @@ TEST_CASE("plugin: a record or venv others could have changed is not used, but r
 // a line, never a failed compile (CLSI_STATUS_ERROR) and never half an env.
 TEST_CASE("plugin: a completion record is JSON, and one in YAML from before is still a hit",
           "[plugin][hit][record]") {
-  PluginWorld w;
-  testenv::make_index(w.tmp / "idx", R"([{"name": "gamma", "version": "0.3",
-      "files": {"gamma/__init__.py": "MESSAGE = 'gamma here'\n"}}])");
-  testenv::write_plugin_yaml(w.config, {"enabled: true", "venvs_dir: " + w.venvs,
-                                        "index_url: file://" + w.tmp / "idx/simple/",
-                                        "service:", "  socket: " + w.tmp / "sock"});
-  testenv::write_file(w.dir + "/requirements.txt", "gamma\n");
-  auto config = clsi::venv::load_config(w.config.c_str(), [](const char*) { return nullptr; });
-  REQUIRE(config.ok());
-  clsi::venv::BuildService service(*config, clsi::venv::default_process_runner(),
-                                   [](std::string_view) {});
-  REQUIRE(service.start().ok());
-  std::thread serving([&] { service.run(); });
-  struct Stop {
-    clsi::venv::BuildService& s;
-    std::thread& t;
-    ~Stop() {
-      s.request_stop();
-      t.join();
-    }
-  } stop{service, serving};
-  testenv::FakeHost host(CLSI_PLUGIN_PATH);
-  REQUIRE(host.create(w.config));
-  {
-    testenv::FakeCompile c;
-    c.compile_dir = w.dir;
-    REQUIRE(host.pre(c) == CLSI_STATUS_OK);
-    host.post(c);
-  }
+  GammaBuilt g;
+  auto& w = g.w;
+  auto& host = g.host;
   auto envs = testenv::list_dir(w.venvs + "/envs");
   REQUIRE(envs.size() == 2);
   clsi::venv::Store store(w.venvs);
