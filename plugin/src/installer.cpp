@@ -76,14 +76,6 @@ Expected<std::string> read_report(const std::string& path) {
   }
 }
 
-// pip learned --dry-run in 22.2.
-bool pip_supports_dry_run(const std::string& version) {
-  int major = 0;
-  int minor = 0;
-  if (std::sscanf(version.c_str(), "%d.%d", &major, &minor) < 1) return false;
-  return major > 22 || (major == 22 && minor >= 2);
-}
-
 }  // namespace
 
 // pip's words for a fault of the service: the index or the disk, not the
@@ -313,7 +305,7 @@ BuildResult Installer::build(const BuildRequest& req, const LineSink& log,
     return fail_run(why, run);
   };
 
-  const bool resolve_first = pip_supports_dry_run(req.python.pip_version);
+  const bool resolve_first = pip_resolves_first(req.python.pip_version);
   std::vector<ResolvedDistribution> chosen;
   if (resolve_first) {
     // 2a. One resolve: what would be installed, dependencies included, each

@@ -4,8 +4,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <cstdio>
-
 #include <nlohmann/json.hpp>
 
 #include "clsi/errno_text.hpp"
@@ -17,14 +15,6 @@ namespace clsi::venv {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-// pip learned --dry-run in 22.2: an older one installs, and needs no spare.
-bool resolves_first(const InterpreterFacts& f) {
-  int major = 0;
-  int minor = 0;
-  if (std::sscanf(f.pip_version.c_str(), "%d.%d", &major, &minor) < 1) return false;
-  return major > 22 || (major == 22 && minor >= 2);
-}
 
 // What a spare that ended wrote, for the operator: its last lines, at most
 // 2,000 bytes, on one line ("" when nothing).
@@ -174,7 +164,8 @@ void PipSpares::keep() {
     lock.unlock();
     auto python = facts();
     lock.lock();
-    if (!python || python->pip_version.empty() || !resolves_first(*python) ||
+    // A pip that cannot resolve first installs, and needs no spare.
+    if (!python || !pip_resolves_first(python->pip_version) ||
         spares_.count(python->real_path) != 0)
       continue;
     if (auto f = failed_.find(python->real_path); f != failed_.end()) {

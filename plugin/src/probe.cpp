@@ -8,6 +8,7 @@
 
 #include <cerrno>
 #include <climits>
+#include <cstdio>
 #include <cstring>
 #include <sstream>
 
@@ -46,6 +47,13 @@ std::map<std::string, std::string> parse_kv(const std::string& text) {
 std::string InterpreterIdentity::fingerprint() const {
   return real_path + "|" + std::to_string(dev) + "|" + std::to_string(ino) + "|" +
          std::to_string(size) + "|" + std::to_string(mtime_ns);
+}
+
+bool pip_resolves_first(const std::string& pip_version) {
+  int major = 0;
+  int minor = 0;
+  if (std::sscanf(pip_version.c_str(), "%d.%d", &major, &minor) < 1) return false;
+  return major > 22 || (major == 22 && minor >= 2);
 }
 
 Expected<InterpreterIdentity> identify_interpreter(const std::string& path) {

@@ -32,6 +32,10 @@ struct InterpreterFacts {
 
 Expected<InterpreterIdentity> identify_interpreter(const std::string& path);
 
+// Whether pip `pip_version` ("23.0.1") can resolve without installing
+// (`install --dry-run --report`, since 22.2); "" (no pip) cannot.
+bool pip_resolves_first(const std::string& pip_version);
+
 // Caches facts in memory and in `probe_dir` (one small file per fingerprint).
 class InterpreterProbe {
  public:
