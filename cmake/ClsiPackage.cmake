@@ -120,8 +120,8 @@ set(CPACK_DEBIAN_PACKAGE_RELEASE ${CLSI_DEB_RELEASE})
 set(CPACK_DEBIAN_PACKAGE_MAINTAINER "${CLSI_DEB_MAINTAINER}")
 set(CPACK_DEBIAN_PACKAGE_SECTION misc)
 set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)
-# The libraries the programs link (libc, libstdc++, Boost.Filesystem,
-# yaml-cpp, OpenSSL) come from dpkg-shlibdeps; the rest is what the code runs:
+# The libraries the programs link (libc, libstdc++, yaml-cpp, OpenSSL,
+# libzip) come from dpkg-shlibdeps; the rest is what the code runs:
 # the base interpreter with venv and pip (the service runs
 # `python3 -I -m venv --system-site-packages` and the venv's pip, which is the
 # base's), ipykernel (every venv's kernelspec runs `python3 -m

@@ -5,7 +5,6 @@ set -euo pipefail
 
 packages=(
   build-essential cmake pkg-config
-  libboost1.81-dev libboost-filesystem1.81-dev
   libssl-dev libyaml-cpp-dev catch2 nlohmann-json3-dev libcli11-dev libzip-dev
   python3 python3-venv python3-pip
   python3-ipykernel python3-nbclient python3-nbformat python3-jupyter-client python3-jupyter-core

@@ -15,17 +15,10 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <boost/asio/io_context.hpp>
-#include <boost/process/v2/posix/default_launcher.hpp>
-#include <boost/process/v2/process.hpp>
-#include <boost/process/v2/start_dir.hpp>
-#include <boost/process/v2/stdio.hpp>
 #include <cerrno>
 #include <cstring>
 #include <thread>
 #include "clsi/errno_text.hpp"
-
-namespace bp = boost::process::v2;
 
 namespace clsi {
 namespace {
@@ -160,47 +153,6 @@ int prepare_program(const std::vector<int>& inherit, bool isolate_network, const
   return 0;
 }
 
-// Runs in the forked child, before exec: only async-signal-safe calls.
-struct GroupLeaderInit {
-  bool die_with_parent;
-  bool detach;
-  pid_t parent;
-  const std::vector<int>* inherit;
-  bool isolate_network;
-  const RunAs* run_as;  // null: keep the caller's credentials
-  int report_fd;        // write end for an IsolationReport, or -1
-
-  bp::error_code on_setup(bp::posix::default_launcher& launcher, const bp::filesystem::path&,
-                          const char* const*) const {
-    for (int fd : *inherit)
-      launcher.fd_whitelist.push_back(fd);
-    return {};
-  }
-
-  bp::error_code on_exec_setup(bp::posix::default_launcher& /*launcher*/,
-                               const bp::filesystem::path& /*exe*/,
-                               const char* const* /*argv*/) const {
-    if (detach) {
-      if (::setsid() < 0) return {errno, bp::system_category()};
-      pid_t pid = ::fork();
-      if (pid < 0) return {errno, bp::system_category()};
-      if (pid > 0) ::_exit(0);  // the orphan goes on; exec errors still reach the parent
-    } else if (::setpgid(0, 0) != 0) {
-      return {errno, bp::system_category()};
-    }
-    if (int step =
-            prepare_program(*inherit, isolate_network, run_as, die_with_parent && !detach, parent);
-        step != 0) {
-      int err = errno;
-      IsolationReport r{step, err};
-      if (report_fd >= 0) (void)!::write(report_fd, &r, sizeof r);
-      errno = err;  // Boost reports errno, not the returned code
-      return {err, bp::system_category()};
-    }
-    return {};
-  }
-};
-
 // --- The supervisor of a contained tree (SpawnOptions::contain_tree) ---
 //
 // All of this runs in forked children of a process that may have threads:
@@ -210,7 +162,7 @@ struct GroupLeaderInit {
 // end of file tells the supervisor that the host is gone.
 
 // Everything both children need, prepared by the host before fork.
-struct ContainedPlan {
+struct ExecPlan {
   const char* exe;
   char* const* argv;
   char* const* envp;
@@ -247,10 +199,21 @@ void close_all_but(const int* keep, std::size_t n) {
   ::close_range(lo, ~0U, 0);
 }
 
-[[noreturn]] void exec_program(const ContainedPlan& p, pid_t supervisor) {
-  if (::setpgid(0, 0) != 0) report_and_exit(p.err_write, 0);
+// The program's own process, from fork to exec: the leader of a new process
+// group, or with `detach` the orphan of a second fork in a new session.
+// `parent`: whose death kills it, with `die_with_parent`.
+[[noreturn]] void exec_program(const ExecPlan& p, pid_t parent, bool die_with_parent, bool detach) {
+  if (detach) {
+    if (::setsid() < 0) report_and_exit(p.err_write, 0);
+    pid_t orphan = ::fork();
+    if (orphan < 0) report_and_exit(p.err_write, 0);
+    if (orphan > 0) ::_exit(0);  // the orphan goes on; its exec errors still reach the host
+  } else if (::setpgid(0, 0) != 0) {
+    report_and_exit(p.err_write, 0);
+  }
   if (p.cwd != nullptr && ::chdir(p.cwd) != 0) report_and_exit(p.err_write, 0);
-  if (int step = prepare_program(*p.inherit, p.isolate_network, p.run_as, true, supervisor);
+  if (int step = prepare_program(*p.inherit, p.isolate_network, p.run_as,
+                                 die_with_parent && !detach, parent);
       step != 0)
     report_and_exit(p.err_write, step);
   if (::dup2(p.in, 0) < 0 || ::dup2(p.out, 1) < 0 || ::dup2(p.out, 2) < 0)
@@ -261,6 +224,107 @@ void close_all_but(const int* keep, std::size_t n) {
   ::execve(p.exe, p.argv, p.envp);
   report_and_exit(p.err_write, 0);
 }
+
+// What the fork of a program needs, all made before the fork: after it, in a
+// process that may have threads, the child may not allocate (a lock another
+// thread held at the fork stays held in the child: glibc's malloc has fork
+// handlers, ThreadSanitizer's allocator had none, and Boost.Process's
+// launcher allocated in the child).
+class Launch {
+ public:
+  static std::optional<Launch> make(const SpawnOptions& o, std::error_code& ec) {
+    Launch l;
+    l.argv_text_.reserve(o.args.size() + 1);
+    l.argv_text_.push_back(o.executable);
+    l.argv_text_.insert(l.argv_text_.end(), o.args.begin(), o.args.end());
+    // Pointers into the strings' own storage: a vector that is moved keeps
+    // its elements where they are.
+    for (auto& a : l.argv_text_)
+      l.argv_.push_back(a.data());
+    l.argv_.push_back(nullptr);
+    l.env_text_ = o.env;
+    for (auto& e : l.env_text_)
+      l.envp_.push_back(e.data());
+    l.envp_.push_back(nullptr);
+    l.out_ = o.output_fd;
+    int p[2];
+    if (l.out_ < 0) {
+      if (::pipe2(p, O_CLOEXEC) != 0) return fail(ec);
+      l.out_read_.reset(p[0]);
+      l.out_write_.reset(p[1]);
+      l.out_ = p[1];
+    }
+    if (o.input_fd < 0) {
+      l.devnull_.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+      if (!l.devnull_) return fail(ec);
+    }
+    if (::pipe2(p, O_CLOEXEC) != 0) return fail(ec);
+    l.err_read_.reset(p[0]);
+    l.err_write_.reset(p[1]);
+    l.keep_ = o.inherit_fds;
+    l.keep_.push_back(l.err_write_.get());
+    std::sort(l.keep_.begin(), l.keep_.end());
+    l.keep_.erase(std::unique(l.keep_.begin(), l.keep_.end()), l.keep_.end());
+    return l;
+  }
+
+  [[nodiscard]] ExecPlan plan(const SpawnOptions& o) const {
+    return {.exe = argv_[0],
+            .argv = argv_.data(),
+            .envp = envp_.data(),
+            .cwd = o.cwd.empty() ? nullptr : o.cwd.c_str(),
+            .in = o.input_fd >= 0 ? o.input_fd : devnull_.get(),
+            .out = out_,
+            .out_pipe_read = out_read_.get(),
+            .err_write = err_write_.get(),
+            .err_read = err_read_.get(),
+            .control = -1,
+            .host_control = -1,
+            .inherit = &o.inherit_fds,
+            .keep = keep_.data(),
+            .keep_count = keep_.size(),
+            .isolate_network = o.isolate_network,
+            .run_as = o.run_as ? &*o.run_as : nullptr};
+  }
+
+  // After the fork: whether what was forked reported a failure before exec
+  // (then `ec` says which); waits for that exec. The host's copies of what
+  // the program alone needs are closed first.
+  bool failed_to_start(std::error_code& ec) {
+    err_write_.reset();
+    out_write_.reset();
+    devnull_.reset();
+    IsolationReport r{};
+    ssize_t got;
+    do {
+      got = ::read(err_read_.get(), &r, sizeof r);
+    } while (got < 0 && errno == EINTR);
+    if (got != sizeof r) return false;
+    if (r.step >= static_cast<int>(Step::kUnshareNet) && r.step <= static_cast<int>(Step::kVerify))
+      ec.assign(r.err, isolation_category(static_cast<Step>(r.step)));
+    else
+      ec.assign(r.err, std::generic_category());
+    return true;
+  }
+
+  // The read end of the output pipe, non-blocking (none with output_fd).
+  UniqueFd output() {
+    if (out_read_)
+      ::fcntl(out_read_.get(), F_SETFL, ::fcntl(out_read_.get(), F_GETFL) | O_NONBLOCK);
+    return std::move(out_read_);
+  }
+
+ private:
+  static std::optional<Launch> fail(std::error_code& ec) {
+    ec.assign(errno, std::generic_category());
+    return std::nullopt;
+  }
+  std::vector<std::string> argv_text_, env_text_;
+  std::vector<char*> argv_, envp_;
+  int out_ = -1;
+  UniqueFd out_read_, out_write_, devnull_, err_read_, err_write_;
+  std::vector<int> keep_;
+};
 
 // Decimal digits only, else -1.
 pid_t parse_pid(const char* s) {
@@ -335,7 +399,7 @@ void reap_tree(pid_t self) {
   }
 }
 
-[[noreturn]] void run_supervisor(const ContainedPlan& p, pid_t host) {
+[[noreturn]] void run_supervisor(const ExecPlan& p, pid_t host) {
   ::close(p.host_control);
   ::close(p.err_read);
   if (p.out_pipe_read >= 0) ::close(p.out_pipe_read);
@@ -355,7 +419,7 @@ void reap_tree(pid_t self) {
   if (::getppid() != host) ::_exit(1);  // the host died before the program started
   pid_t self = ::getpid();
   pid_t program = ::fork();
-  if (program == 0) exec_program(p, self);
+  if (program == 0) exec_program(p, self, true, false);
   if (program < 0) report_and_exit(p.err_write, 0);
   ::close(p.err_write);
   ::close(p.in);
@@ -412,71 +476,18 @@ bool is_isolation_error(const std::error_code& ec) {
 }
 
 std::optional<Child> Child::spawn_contained(const SpawnOptions& options, std::error_code& ec) {
-  UniqueFd pipe_read;
-  UniqueFd pipe_write;
-  int out = options.output_fd;
-  if (out < 0) {
-    int p[2];
-    if (::pipe2(p, O_CLOEXEC) != 0) {
-      ec.assign(errno, std::generic_category());
-      return std::nullopt;
-    }
-    pipe_read.reset(p[0]);
-    pipe_write.reset(p[1]);
-    out = p[1];
-  }
-  std::vector<std::string> argv_text;
-  argv_text.reserve(options.args.size() + 1);
-  argv_text.push_back(options.executable);
-  argv_text.insert(argv_text.end(), options.args.begin(), options.args.end());
-  std::vector<char*> argv;
-  argv.reserve(argv_text.size() + 1);
-  for (auto& a : argv_text)
-    argv.push_back(a.data());
-  argv.push_back(nullptr);
-  std::vector<std::string> env_text = options.env;
-  std::vector<char*> envp;
-  envp.reserve(env_text.size() + 1);
-  for (auto& e : env_text)
-    envp.push_back(e.data());
-  envp.push_back(nullptr);
-
-  UniqueFd devnull(::open("/dev/null", O_RDONLY | O_CLOEXEC));
-  int err_pipe[2];
+  auto launch = Launch::make(options, ec);
+  if (!launch) return std::nullopt;
   int control[2];
-  if (!devnull || ::pipe2(err_pipe, O_CLOEXEC) != 0) {
-    ec.assign(errno, std::generic_category());
-    return std::nullopt;
-  }
-  UniqueFd err_read(err_pipe[0]);
-  UniqueFd err_write(err_pipe[1]);
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, control) != 0) {
     ec.assign(errno, std::generic_category());
     return std::nullopt;
   }
   UniqueFd host_end(control[0]);
   UniqueFd supervisor_end(control[1]);
-  std::vector<int> keep = options.inherit_fds;
-  keep.push_back(err_write.get());
-  std::sort(keep.begin(), keep.end());
-  keep.erase(std::unique(keep.begin(), keep.end()), keep.end());
-
-  ContainedPlan plan{.exe = options.executable.c_str(),
-                     .argv = argv.data(),
-                     .envp = envp.data(),
-                     .cwd = options.cwd.empty() ? nullptr : options.cwd.c_str(),
-                     .in = options.input_fd >= 0 ? options.input_fd : devnull.get(),
-                     .out = out,
-                     .out_pipe_read = pipe_read.get(),
-                     .err_write = err_write.get(),
-                     .err_read = err_read.get(),
-                     .control = supervisor_end.get(),
-                     .host_control = host_end.get(),
-                     .inherit = &options.inherit_fds,
-                     .keep = keep.data(),
-                     .keep_count = keep.size(),
-                     .isolate_network = options.isolate_network,
-                     .run_as = options.run_as ? &*options.run_as : nullptr};
+  ExecPlan plan = launch->plan(options);
+  plan.control = supervisor_end.get();
+  plan.host_control = host_end.get();
   pid_t host = ::getpid();
   pid_t supervisor = ::fork();
   if (supervisor < 0) {
@@ -485,9 +496,6 @@ std::optional<Child> Child::spawn_contained(const SpawnOptions& options, std::er
   }
   if (supervisor == 0) run_supervisor(plan, host);
   supervisor_end.reset();
-  err_write.reset();
-  pipe_write.reset();
-  devnull.reset();
 
   Child child;
   child.pid_ = supervisor;
@@ -496,108 +504,36 @@ std::optional<Child> Child::spawn_contained(const SpawnOptions& options, std::er
   child.control_ = std::move(host_end);
   // Closed at the program's exec (or by the supervisor when it cannot fork):
   // a report before that is a failure to start.
-  IsolationReport r{};
-  ssize_t got;
-  do {
-    got = ::read(err_read.get(), &r, sizeof r);
-  } while (got < 0 && errno == EINTR);
-  if (got == sizeof r) {
+  if (launch->failed_to_start(ec)) {
     child.wait();
-    if (r.step >= static_cast<int>(Step::kUnshareNet) && r.step <= static_cast<int>(Step::kVerify))
-      ec.assign(r.err, isolation_category(static_cast<Step>(r.step)));
-    else
-      ec.assign(r.err, std::generic_category());
     return std::nullopt;
   }
-  if (pipe_read) {
-    ::fcntl(pipe_read.get(), F_SETFL, ::fcntl(pipe_read.get(), F_GETFL) | O_NONBLOCK);
-    child.output_ = std::move(pipe_read);
-  }
+  child.output_ = launch->output();
   return child;
 }
 
 std::optional<Child> Child::spawn(const SpawnOptions& options, std::error_code& ec) {
   ec.clear();
   if (options.contain_tree && !options.detach) return spawn_contained(options, ec);
-  UniqueFd read_end;
-  UniqueFd write_end;
-  int out = options.output_fd;
-  if (out < 0) {
-    int p[2];
-    if (::pipe2(p, O_CLOEXEC) != 0) {
-      ec.assign(errno, std::generic_category());
-      return std::nullopt;
-    }
-    read_end.reset(p[0]);
-    write_end.reset(p[1]);
-    out = p[1];
-  }
-
-  std::vector<const char*> envp;
-  envp.reserve(options.env.size() + 1);
-  for (const auto& e : options.env)
-    envp.push_back(e.c_str());
-  envp.push_back(nullptr);
-
-  UniqueFd report_read;
-  UniqueFd report_write;
-  if (options.isolate_network || options.run_as) {
-    int p[2];
-    if (::pipe2(p, O_CLOEXEC | O_NONBLOCK) != 0) {
-      ec.assign(errno, std::generic_category());
-      return std::nullopt;
-    }
-    report_read.reset(p[0]);
-    report_write.reset(p[1]);
-  }
-
-  auto stdio = [&] {
-    return options.input_fd >= 0 ? bp::process_stdio{options.input_fd, out, out}
-                                 : bp::process_stdio{nullptr, out, out};
-  };
-  boost::asio::io_context ctx;
-  bp::posix::default_launcher launcher;
-  launcher.env = envp.data();
-  GroupLeaderInit group{.die_with_parent = options.die_with_parent,
-                        .detach = options.detach,
-                        .parent = ::getpid(),
-                        .inherit = &options.inherit_fds,
-                        .isolate_network = options.isolate_network,
-                        .run_as = options.run_as ? &*options.run_as : nullptr,
-                        .report_fd = report_write.get()};
-  bp::error_code bec;
-  std::optional<bp::process> proc;
-  if (options.cwd.empty()) {
-    proc.emplace(launcher(ctx.get_executor(), bec, bp::filesystem::path(options.executable),
-                          options.args, stdio(), group));
-  } else {
-    proc.emplace(launcher(ctx.get_executor(), bec, bp::filesystem::path(options.executable),
-                          options.args, stdio(), bp::process_start_dir{options.cwd}, group));
-  }
-  if (bec) {
-    // The launcher returns once the child has exec'd or failed, so a report
-    // written before the failure is already in the pipe.
-    IsolationReport r{};
-    if (report_read && ::read(report_read.get(), &r, sizeof r) == sizeof r &&
-        r.step >= static_cast<int>(Step::kUnshareNet) &&
-        r.step <= static_cast<int>(Step::kVerify)) {
-      ec.assign(r.err, isolation_category(static_cast<Step>(r.step)));
-    } else {
-      ec.assign(bec.value(), std::generic_category());
-    }
+  auto launch = Launch::make(options, ec);
+  if (!launch) return std::nullopt;
+  const ExecPlan plan = launch->plan(options);
+  pid_t host = ::getpid();
+  pid_t pid = ::fork();
+  if (pid < 0) {
+    ec.assign(errno, std::generic_category());
     return std::nullopt;
   }
+  if (pid == 0) exec_program(plan, host, options.die_with_parent, options.detach);
   Child child;
-  child.pid_ = proc->id();
+  child.pid_ = pid;
   child.detached_ = options.detach;
-  // Take ownership of the pid: Boost would SIGKILL only the leader on destruction.
-  // Our own pidfd (Boost 1.81 exposes none); pidfds are close-on-exec.
-  child.pidfd_.reset(static_cast<int>(::syscall(SYS_pidfd_open, child.pid_, 0)));
-  (void)proc->detach();
-  if (read_end) {
-    ::fcntl(read_end.get(), F_SETFL, ::fcntl(read_end.get(), F_GETFL) | O_NONBLOCK);
-    child.output_ = std::move(read_end);
+  child.pidfd_.reset(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+  if (launch->failed_to_start(ec)) {
+    child.wait();
+    return std::nullopt;
   }
+  child.output_ = launch->output();
   return child;
 }
 

@@ -1,9 +1,12 @@
 // A child process in its own process group that cannot outlive its owner.
 //
-// Launching goes through Boost.Process v2; after the launch this class owns
-// the pid (and its pidfd) and the whole process group: destroying a Child
-// that still runs kills the group (SIGKILL) and reaps the leader, so no path
-// leaks a process.
+// Launching is a fork and an exec of our own, with nothing allocated in
+// between (Boost.Process v2's launcher allocated in the forked child, which in
+// a process with threads may wait for ever on a lock another thread held at
+// the fork: ThreadSanitizer's allocator did, with the build service's
+// threads). After the launch this class owns the pid (and its pidfd) and the
+// whole process group: destroying a Child that still runs kills the group
+// (SIGKILL) and reaps the leader, so no path leaks a process.
 //
 // With SpawnOptions::contain_tree the program runs under a supervisor (see
 // there), which holds the whole tree of processes, not only the group, and
