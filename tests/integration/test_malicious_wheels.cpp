@@ -92,7 +92,9 @@ void check_refused_and_fell_back(const Malicious& m, const Compiled& r) {
   for (const auto& e : testenv::list_dir(m.w.venvs + "/envs"))
     CHECK_THAT(e, !Contains(".complete"));
   wait_until_no_process_mentions(m.w.venvs, 10);
-  CHECK(testenv::leftovers_mentioning(m.w.venvs).empty());
+  const auto left = testenv::leftovers_mentioning(m.w.venvs);
+  INFO(testenv::command_lines(left));
+  CHECK(left.empty());
 }
 
 }  // namespace

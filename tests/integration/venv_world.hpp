@@ -146,8 +146,10 @@ struct VenvWorld {
   }
 };
 
-// Processes whose command line mentions `needle` (excluding zombies).
-inline std::vector<int> processes_mentioning(const std::string& needle) {
+// Processes whose command line mentions `needle` (excluding zombies), and,
+// with `unless`, not that (one read of each command line decides both).
+inline std::vector<int> processes_mentioning(const std::string& needle,
+                                             const std::string& unless = {}) {
   std::vector<int> out;
   for (const auto& e : list_dir("/proc")) {
     if (e.find_first_not_of("0123456789") != std::string::npos) continue;
@@ -157,7 +159,9 @@ inline std::vector<int> processes_mentioning(const std::string& needle) {
     std::string stat = read_file("/proc/" + e + "/stat");
     auto close = stat.rfind(')');
     bool zombie = close != std::string::npos && close + 2 < stat.size() && stat[close + 2] == 'Z';
-    if (!zombie && cmd.find(needle) != std::string::npos) out.push_back(std::stoi(e));
+    if (!zombie && cmd.find(needle) != std::string::npos &&
+        (unless.empty() || cmd.find(unless) == std::string::npos))
+      out.push_back(std::stoi(e));
   }
   return out;
 }
@@ -169,20 +173,23 @@ inline clsi::venv::Record record_of(const std::string& venvs, const std::string&
   return r ? *r : clsi::venv::Record{};
 }
 
-// Whether process `pid` is a pip the service started ahead of the next build
-// (plugin/src/pip_spare.hpp): one waits for a build, or serves one.
-inline bool is_spare(int pid) {
-  return read_file("/proc/" + std::to_string(pid) + "/cmdline").find("/pip-spare-") !=
-         std::string::npos;
+// The command lines of `pids`, one per line, for a failure's message.
+inline std::string command_lines(const std::vector<int>& pids) {
+  std::string out;
+  for (int pid : pids) {
+    std::string cmd = read_file("/proc/" + std::to_string(pid) + "/cmdline");
+    for (auto& c : cmd)
+      c = c == '\0' ? ' ' : c;
+    out += std::to_string(pid) + ": " + cmd.substr(0, 300) + "\n";
+  }
+  return out;
 }
 
 // processes_mentioning(), less the pip the service keeps waiting for the
-// next build: what a build left running.
+// next build (plugin/src/pip_spare.hpp, in tmp/pip-spare-*): what a build
+// left running.
 inline std::vector<int> leftovers_mentioning(const std::string& needle) {
-  std::vector<int> out;
-  for (int pid : processes_mentioning(needle))
-    if (!is_spare(pid)) out.push_back(pid);
-  return out;
+  return processes_mentioning(needle, "/pip-spare-");
 }
 
 // Polls `done` until it holds or `within` has passed; whether it held. For
