@@ -615,7 +615,6 @@ void BuildService::worker() {
       max_running_seen_ = std::max(max_running_seen_, running_);
     }
     cv_.notify_all();
-    auto gc_log = [&](std::string_view l) { op_log(Level::kInfo, "gc", l); };
     // Room first: a build into a volume that is (nearly) full fails halfway
     // and takes other writers down with it. Refused, it is the service's
     // problem, and the compile falls back saying so.
@@ -624,7 +623,7 @@ void BuildService::worker() {
     Expected<bool> room = true;
     if (!room_enough(config_, store_)) {
       std::lock_guard gc(gc_mu_);
-      room = make_room(config_, store_, {job->key}, gc_log, &sizes_);
+      room = make_room(config_, store_, {job->key}, gc_log(), &sizes_);
     }
     Event result;
     if (!room) {
@@ -740,25 +739,24 @@ Event BuildService::build(Job& job) {
   }
   BuildRequest req{job.key, job.requirements, job.python, {}, {}};
   set_install_deadline(config_, req);
-  // Stopping the service stops pip at once: the runner's poll hook asks.
-  ProcessRunner runner = [this](const SpawnOptions& o, Deadline d, const LineSink& s,
-                                const PollHook& hook) {
-    return runner_(o, d, s, [this, &hook]() -> std::string {
+  // Stopping the service stops pip at once, started ahead or not: every
+  // poll hook of the build asks.
+  auto or_stopping = [this](const PollHook& hook) -> PollHook {
+    return [this, &hook]() -> std::string {
       if (stopping()) return "the build service is stopping";
       return hook ? hook() : std::string();
-    });
+    };
+  };
+  ProcessRunner runner = [this, or_stopping](const SpawnOptions& o, Deadline d, const LineSink& s,
+                                             const PollHook& hook) {
+    return runner_(o, d, s, or_stopping(hook));
   };
   ResolveAhead ahead;
   if (spares_) {
-    ahead = [this](const InterpreterFacts& python, const std::vector<std::string>& args, Deadline d,
-                   const LineSink& s, const PollHook& hook, const LineSink& note) {
-      return spares_->run(
-          python, args, d, s,
-          [this, &hook]() -> std::string {
-            if (stopping()) return "the build service is stopping";
-            return hook ? hook() : std::string();
-          },
-          note);
+    ahead = [this, or_stopping](const InterpreterFacts& python,
+                                const std::vector<std::string>& args, Deadline d, const LineSink& s,
+                                const PollHook& hook, const LineSink& note) {
+      return spares_->run(python, args, d, s, or_stopping(hook), note);
     };
   }
   auto start = Clock::now();
@@ -805,9 +803,7 @@ void BuildService::gc_loop() {
       lock.unlock();
       {
         std::lock_guard gc(gc_mu_);
-        counted_gc(evict_after_build(
-            config_, store_, keep, [this](std::string_view l) { op_log(Level::kInfo, "gc", l); },
-            &sizes_));
+        counted_gc(evict_after_build(config_, store_, keep, gc_log(), &sizes_));
       }
       lock.lock();
       continue;
@@ -836,6 +832,10 @@ void BuildService::counted_gc(const GcReport& report) {
 void BuildService::op_log(oplog::Entry e) const {
   e.source = "service";
   oplog_(oplog::line(e));
+}
+
+LineSink BuildService::gc_log() const {
+  return [this](std::string_view l) { op_log(Level::kInfo, "gc", l); };
 }
 
 void BuildService::op_log(Level level, std::string_view event, std::string_view message) const {

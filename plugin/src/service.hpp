@@ -81,6 +81,8 @@ class BuildService {
   void publish_metrics();
   void op_log(oplog::Entry e) const;
   void op_log(oplog::Level level, std::string_view event, std::string_view message) const;
+  // Eviction's lines, as the operator's log has them.
+  [[nodiscard]] LineSink gc_log() const;
   [[nodiscard]] bool allowed(const Peer& peer) const;
   [[nodiscard]] bool stopping() const { return stopping_.load(); }
 
